@@ -34,10 +34,7 @@ unsafe extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // reclaimed once, here.
     let job = unsafe { Box::from_raw(arg.cast::<Job>()) };
     // A panic must not unwind into C: catch it and report failure.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.0)) {
-        Ok(code) => code,
-        Err(_) => -1,
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.0)).unwrap_or(-1)
 }
 
 impl Eal {

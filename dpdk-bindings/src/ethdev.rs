@@ -491,13 +491,14 @@ impl TxQueue {
     }
 
     /// Sends as many mbufs of `burst` as the queue takes (from the front); unsent ones stay in
-    /// `burst`. Returns the number sent.
+    /// `burst`. Returns the number sent and their bytes.
     #[inline]
-    pub fn tx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
+    pub fn tx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> (usize, u64) {
+        let lens = burst.pkt_lens();
         let (p, len) = burst.filled_raw();
         // SAFETY: p holds len owned mbufs; the PMD takes ownership of the first n it accepts.
-        let n = unsafe { sys::rvs_eth_tx_burst(self.port.0, self.queue.0, p, len as u16) };
-        burst.consume_front(n as usize);
-        n as usize
+        let n = unsafe { sys::rvs_eth_tx_burst(self.port.0, self.queue.0, p, len as u16) } as usize;
+        burst.consume_front(n);
+        (n, lens[..n].iter().map(|&l| u64::from(l)).sum())
     }
 }

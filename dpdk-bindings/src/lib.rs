@@ -35,7 +35,7 @@ pub use eal::{Eal, EalExit, LcoreId, lcore_id, rdtsc, tsc_hz};
 pub use error::{Error, Result};
 pub use ethdev::{
     DevInfo, LinkStatus, Port, PortConf, PortId, PortStats, QueueId, RSS_SYMMETRIC_KEY, RxQueue,
-    TxQueue, rss,
+    TxQueue, device_name, rss,
 };
 pub use mbuf::{BURST, Mbuf, MbufBurst};
 pub use mempool::Mempool;

@@ -243,6 +243,17 @@ impl<const N: usize> MbufBurst<N> {
         )
     }
 
+    /// Packet lengths of the held mbufs (slots past `len` read 0).
+    #[inline]
+    pub fn pkt_lens(&self) -> [u32; N] {
+        let mut out = [0u32; N];
+        for (o, &p) in out.iter_mut().zip(&self.ptrs[..self.len]) {
+            // SAFETY: the first len slots are owned, valid mbufs.
+            *o = unsafe { ptr::addr_of!((*p).pkt_len).read() };
+        }
+        out
+    }
+
     /// Raw access for tx: the filled slots.
     pub(crate) fn filled_raw(&mut self) -> (*mut *mut sys::rte_mbuf, usize) {
         (self.ptrs.as_mut_ptr(), self.len)

@@ -83,11 +83,12 @@ fn eal_mempool_ring_and_ring_port() {
     let n = rxq.rx_burst(&mut burst);
     assert_eq!(n, 32, "a burst holds 32");
     assert!(burst.is_full());
-    let sent = txq.tx_burst(&mut burst);
+    let (sent, bytes) = txq.tx_burst(&mut burst);
+    assert_eq!(bytes, 32 * 64);
     assert_eq!(sent, 32);
     assert!(burst.is_empty());
     assert_eq!(rxq.rx_burst(&mut burst), 8);
-    assert_eq!(txq.tx_burst(&mut burst), 8);
+    assert_eq!(txq.tx_burst(&mut burst), (8, 8 * 64));
     assert_eq!(tx_ring.len(), 40);
     let mut out: MbufBurst<64> = MbufBurst::new();
     assert_eq!(tx_ring.dequeue_burst(&mut out), 40);

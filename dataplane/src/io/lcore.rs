@@ -1,0 +1,304 @@
+//! The poll loops: one [`WorkerLoop`] per worker lcore, one [`MainLoop`] on the main lcore.
+//!
+//! A worker runs to completion: for each port, rx a burst from its own queue, run every packet
+//! through its [`Worker`] pipeline, buffer transmits per egress port, then flush each buffer with
+//! one tx burst. The time is read from the TSC once per loop turn. Counters are published once
+//! per turn that saw traffic. Worker 0 also drains the main lcore's outgoing frames (ARP
+//! requests) onto its tx queues, a bounded number per turn.
+//!
+//! The main lcore never touches packets of the data path: it learns neighbours from the
+//! workers' events, runs the resolver's timers, builds ARP requests and gratuitous ARP, and logs
+//! counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam::queue::ArrayQueue;
+use dpdk::{BURST, Mbuf, MbufBurst, Mempool, Port, PortStats, Ring, RxQueue, TxQueue};
+
+use crate::neigh::{NeighEvent, Resolver};
+use crate::pipeline::{Verdict, Worker};
+use crate::snapshot::Snapshot;
+use crate::stats::{Counters, DropReason, SharedCounters};
+use crate::wire::{self, MacAddr};
+
+/// One worker lcore's loop.
+#[derive(Debug)]
+pub struct WorkerLoop {
+    worker: Worker,
+    rx: Vec<RxQueue>,
+    tx: Vec<TxQueue>,
+    inbox: Vec<Arc<Ring<Mbuf>>>,
+    tx_bufs: Vec<MbufBurst>,
+    shared: Arc<SharedCounters>,
+    stop: Arc<AtomicBool>,
+    tsc0: u64,
+    hz: u64,
+}
+
+impl WorkerLoop {
+    /// A loop over one rx and one tx queue per port (port index order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        worker: Worker,
+        rx: Vec<RxQueue>,
+        tx: Vec<TxQueue>,
+        inbox: Vec<Arc<Ring<Mbuf>>>,
+        shared: Arc<SharedCounters>,
+        stop: Arc<AtomicBool>,
+        tsc0: u64,
+        hz: u64,
+    ) -> WorkerLoop {
+        let tx_bufs = tx.iter().map(|_| MbufBurst::new()).collect();
+        WorkerLoop {
+            worker,
+            rx,
+            tx,
+            inbox,
+            tx_bufs,
+            shared,
+            stop,
+            tsc0,
+            hz: hz.max(1),
+        }
+    }
+
+    /// The pipeline state (for tests).
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// Polls until the stop flag is set. Returns 0 (the lcore's exit value).
+    pub fn run(mut self) -> i32 {
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = ((dpdk::rdtsc() - self.tsc0) / self.hz) as u32;
+            if self.poll_once(now) > 0 {
+                self.shared.publish(&self.worker.counters);
+            }
+        }
+        self.shared.publish(&self.worker.counters);
+        0
+    }
+
+    /// One loop turn at dataplane time `now` (seconds). Returns the packets handled.
+    pub fn poll_once(&mut self, now: u32) -> usize {
+        let mut handled = 0;
+        let mut burst: MbufBurst = MbufBurst::new();
+        for p in 0..self.rx.len() {
+            let n = self.rx[p].rx_burst(&mut burst);
+            if n == 0 {
+                continue;
+            }
+            handled += n;
+            for mut m in burst.drain() {
+                let c = &mut self.worker.counters;
+                c.rx_packets += 1;
+                c.rx_bytes += m.len() as u64;
+                match self.worker.process(m.data_mut(), p as u16, now) {
+                    Verdict::Tx(out) => Self::queue_tx(
+                        &mut self.tx_bufs,
+                        &mut self.tx,
+                        &mut self.worker.counters,
+                        out as usize,
+                        m,
+                    ),
+                    Verdict::Drop(_) | Verdict::Consumed => drop(m),
+                }
+            }
+        }
+        for (p, ring) in self.inbox.iter().enumerate() {
+            let buf = &mut self.tx_bufs[p];
+            let room = BURST - buf.len();
+            if room == 0 || ring.is_empty() {
+                continue;
+            }
+            let n = ring.dequeue_burst(buf);
+            self.worker.counters.control_tx += n as u64;
+            handled += n;
+        }
+        for p in 0..self.tx.len() {
+            Self::flush(
+                &mut self.tx_bufs[p],
+                &mut self.tx[p],
+                &mut self.worker.counters,
+            );
+        }
+        handled
+    }
+
+    #[inline]
+    fn queue_tx(
+        bufs: &mut [MbufBurst],
+        txq: &mut [TxQueue],
+        c: &mut Counters,
+        out: usize,
+        m: Mbuf,
+    ) {
+        if bufs[out].is_full() {
+            Self::flush(&mut bufs[out], &mut txq[out], c);
+        }
+        let _ = bufs[out].push(m);
+    }
+
+    #[inline]
+    fn flush(buf: &mut MbufBurst, txq: &mut TxQueue, c: &mut Counters) {
+        if buf.is_empty() {
+            return;
+        }
+        let queued = buf.len();
+        let (sent, bytes) = txq.tx_burst(buf);
+        c.tx_packets += sent as u64;
+        c.tx_bytes += bytes;
+        if sent < queued {
+            c.drops[DropReason::TxFull as usize] += (queued - sent) as u64;
+            buf.clear();
+        }
+    }
+}
+
+/// A port's final counters.
+#[derive(Debug, Clone)]
+pub struct PortStatsLine {
+    /// Profile name.
+    pub name: String,
+    /// DPDK's counters.
+    pub stats: PortStats,
+}
+
+/// The main lcore's loop.
+#[derive(Debug)]
+pub struct MainLoop<'a> {
+    snap: Arc<Snapshot>,
+    events: Arc<ArrayQueue<NeighEvent>>,
+    outbox: Vec<Arc<Ring<Mbuf>>>,
+    pool: &'a Mempool,
+    resolver: Resolver,
+    start: Instant,
+    stats_interval: u64,
+}
+
+impl<'a> MainLoop<'a> {
+    /// A main loop sending its frames through `outbox` (one ring per port, drained by worker 0).
+    pub fn new(
+        snap: Arc<Snapshot>,
+        events: Arc<ArrayQueue<NeighEvent>>,
+        outbox: Vec<Arc<Ring<Mbuf>>>,
+        pool: &'a Mempool,
+        stats_interval: u64,
+    ) -> Self {
+        let resolver = Resolver::new(snap.neigh.slots().len(), 0);
+        MainLoop {
+            snap,
+            events,
+            outbox,
+            pool,
+            resolver,
+            start: Instant::now(),
+            stats_interval,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Sends gratuitous ARP for every address each port answers for (so switches and hosts
+    /// learn the director's MAC for its DIPs and VIPs at once).
+    pub fn announce(&self) {
+        for (i, p) in self.snap.ports.iter().enumerate() {
+            for &addr in &p.arp_addresses {
+                self.send_arp_request(i, p.mac, addr, addr);
+            }
+        }
+    }
+
+    fn send_arp_request(
+        &self,
+        port: usize,
+        mac: MacAddr,
+        src: std::net::Ipv4Addr,
+        target: std::net::Ipv4Addr,
+    ) {
+        let Some(mut m) = self.pool.alloc() else {
+            tracing::warn!("mempool exhausted: ARP request not sent");
+            return;
+        };
+        if !m.set_len(60) {
+            return;
+        }
+        let frame = m.data_mut();
+        frame.fill(0);
+        if wire::emit_request(frame, mac, src, target).is_err() {
+            return;
+        }
+        if self.outbox[port].enqueue(m).is_err() {
+            tracing::warn!(port, "control tx ring full: ARP request not sent");
+        }
+    }
+
+    /// One turn: learn, run timers, ask. Returns the number of ARP requests sent.
+    pub fn turn(&mut self) -> usize {
+        let now = self.now_ms();
+        while let Some(ev) = self.events.pop() {
+            if self.resolver.learn(&self.snap.neigh, &ev, now) {
+                tracing::debug!(ip = %ev.ip, mac = %ev.mac, port = ev.port, "neighbour resolved");
+            }
+        }
+        let mut due = Vec::new();
+        self.resolver
+            .tick(&self.snap.neigh, now, |slot| due.push(slot));
+        for &slot in &due {
+            let s = &self.snap.neigh.slots()[slot];
+            let port = s.port as usize;
+            let Some(pv) = self.snap.ports.get(port) else {
+                continue;
+            };
+            if let Some(src) = pv.source_for(s.ip) {
+                self.send_arp_request(port, pv.mac, src, s.ip);
+            }
+        }
+        due.len()
+    }
+
+    /// Runs until `stop` is set.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        workers: &[(u32, Arc<SharedCounters>)],
+        ports: &[Port],
+    ) {
+        self.announce();
+        let mut last_stats = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            self.turn();
+            if self.stats_interval > 0 && last_stats.elapsed().as_secs() >= self.stats_interval {
+                last_stats = Instant::now();
+                for (lcore, c) in workers {
+                    let c = c.read();
+                    tracing::info!(
+                        lcore,
+                        rx = c.rx_packets,
+                        tx = c.tx_packets,
+                        forwarded = c.forwarded,
+                        connections = c.connections,
+                        drops = c.total_drops(),
+                        "worker counters"
+                    );
+                }
+                for p in ports {
+                    if let Ok(s) = p.stats() {
+                        tracing::info!(
+                            port = p.name(),
+                            ipackets = s.ipackets,
+                            opackets = s.opackets,
+                            imissed = s.imissed,
+                            "port counters"
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

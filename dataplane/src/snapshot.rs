@@ -1,0 +1,292 @@
+//! The configuration snapshot: an immutable, hot-path-friendly view of the profile.
+//!
+//! Built once off the hot path from a validated [`Profile`] and the ports' MAC addresses, then
+//! shared read-only by every worker (`Arc`). Lookups a worker does per packet are on sorted
+//! arrays (services by (protocol, VIP, port)) or short slices (own addresses); nothing here
+//! allocates or locks after construction.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use rvs_config::{Forward, Ipv4Prefix, Profile, Protocol, Scheduler, ServiceKey, Timeouts};
+
+use crate::neigh::NeighTable;
+use crate::sched::{DestLoad, Sched};
+use crate::wire::{MacAddr, ip_proto};
+
+/// A port as workers see it.
+#[derive(Debug, Clone)]
+pub struct PortView {
+    /// Profile name.
+    pub name: String,
+    /// The port's MAC.
+    pub mac: MacAddr,
+    /// Director addresses (DIPs) with their connected prefixes.
+    pub addresses: Vec<Ipv4Prefix>,
+    /// Addresses this port answers ARP for: its DIPs and the VIPs inside its prefixes.
+    pub arp_addresses: Vec<Ipv4Addr>,
+}
+
+impl PortView {
+    /// This port's DIP on the prefix that contains `ip`, if any (longest prefix).
+    pub fn source_for(&self, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.addresses
+            .iter()
+            .filter(|p| p.contains(ip))
+            .max_by_key(|p| p.len)
+            .map(|p| p.addr)
+    }
+}
+
+/// A real server as workers see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Dest {
+    /// Real-server address.
+    pub addr: Ipv4Addr,
+    /// Real-server port.
+    pub port: u16,
+    /// Configured weight.
+    pub weight: u32,
+    /// Forwarding mode.
+    pub forward: Forward,
+    /// Index of the egress port.
+    pub out_port: u16,
+    /// Slot of its next hop in the neighbour table.
+    pub neigh: u32,
+}
+
+/// A virtual service as workers see it.
+#[derive(Debug, Clone)]
+pub struct ServiceView {
+    /// ipvsadm identity.
+    pub key: ServiceKey,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Virtual address.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub port: u16,
+    /// Scheduler.
+    pub scheduler: Scheduler,
+    /// Real servers in list order.
+    pub dests: Vec<Dest>,
+}
+
+impl ServiceView {
+    /// The scheduler's initial view of the servers.
+    pub fn loads(&self) -> Vec<DestLoad> {
+        self.dests
+            .iter()
+            .map(|d| DestLoad::with_weight(d.weight))
+            .collect()
+    }
+}
+
+/// Why a validated profile cannot run on this dataplane build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// A feature the profile uses is not implemented yet.
+    #[error("{what}: {why}")]
+    Unsupported {
+        /// The service or server concerned.
+        what: String,
+        /// What is missing.
+        why: String,
+    },
+    /// A real server or next hop is not reachable through any port.
+    #[error("{what}: {addr} is not on any port's connected prefix")]
+    Unreachable {
+        /// The service or server concerned.
+        what: String,
+        /// The address.
+        addr: Ipv4Addr,
+    },
+}
+
+/// Everything a worker needs, immutable.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Ports in profile order (index = port index everywhere in the dataplane).
+    pub ports: Vec<PortView>,
+    /// Services in profile order.
+    pub services: Vec<ServiceView>,
+    /// (key, service index), sorted by key, for lookups.
+    index: Vec<(u64, u16)>,
+    /// Every director address (DIPs and VIPs).
+    pub local: Vec<Ipv4Addr>,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+    /// Neighbour slots for every next hop the services need.
+    pub neigh: Arc<NeighTable>,
+}
+
+#[inline]
+fn service_key(proto: u8, vip: Ipv4Addr, port: u16) -> u64 {
+    u64::from(proto) << 48 | u64::from(vip.to_bits()) << 16 | u64::from(port)
+}
+
+fn proto_number(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => ip_proto::TCP,
+        Protocol::Udp => ip_proto::UDP,
+    }
+}
+
+impl Snapshot {
+    /// Builds the snapshot from a validated profile and the MAC of each port (profile order).
+    pub fn build(profile: &Profile, macs: &[MacAddr]) -> Result<Snapshot, SnapshotError> {
+        let mut ports: Vec<PortView> = profile
+            .ports
+            .iter()
+            .zip(macs)
+            .map(|(p, &mac)| PortView {
+                name: p.name.clone(),
+                mac,
+                addresses: p.addresses.clone(),
+                arp_addresses: p.addresses.iter().map(|a| a.addr).collect(),
+            })
+            .collect();
+        let mut local: Vec<Ipv4Addr> = ports.iter().flat_map(|p| p.arp_addresses.clone()).collect();
+        let mut neigh_entries: Vec<(Ipv4Addr, u16)> = Vec::new();
+        let mut services = Vec::with_capacity(profile.services.len());
+
+        for svc in &profile.services {
+            let key = svc.key();
+            let what = format!("service {key}");
+            let (proto, vip, port) = match key {
+                ServiceKey::Addr {
+                    protocol,
+                    vip,
+                    port,
+                } => (proto_number(protocol), vip, port),
+                ServiceKey::Fwmark(_) => {
+                    return Err(SnapshotError::Unsupported {
+                        what,
+                        why: "firewall-mark services are not implemented by this dataplane yet"
+                            .into(),
+                    });
+                }
+            };
+            if port == 0 || svc.persistence.is_some() {
+                return Err(SnapshotError::Unsupported {
+                    what,
+                    why:
+                        "persistence and port-0 services are not implemented by this dataplane yet"
+                            .into(),
+                });
+            }
+            let mut dests = Vec::with_capacity(svc.servers.len());
+            for s in &svc.servers {
+                let swhat = format!("{what} server {}", s.address);
+                if s.forward != Forward::Dr {
+                    return Err(SnapshotError::Unsupported {
+                        what: swhat,
+                        why: format!(
+                            "forwarding mode {} is not implemented by this dataplane yet (dr is)",
+                            s.forward.ipvsadm_name()
+                        ),
+                    });
+                }
+                if s.upper > 0 {
+                    return Err(SnapshotError::Unsupported {
+                        what: swhat,
+                        why: "connection thresholds (upper/lower) are not implemented by this dataplane yet".into(),
+                    });
+                }
+                let out_port = route(&ports, s.address).ok_or(SnapshotError::Unreachable {
+                    what: swhat,
+                    addr: s.address,
+                })?;
+                let slot = match neigh_entries
+                    .iter()
+                    .position(|&e| e == (s.address, out_port))
+                {
+                    Some(i) => i,
+                    None => {
+                        neigh_entries.push((s.address, out_port));
+                        neigh_entries.len() - 1
+                    }
+                };
+                dests.push(Dest {
+                    addr: s.address,
+                    port: if s.port == 0 { port } else { s.port },
+                    weight: s.weight,
+                    forward: s.forward,
+                    out_port,
+                    neigh: slot as u32,
+                });
+            }
+            let view = ServiceView {
+                key,
+                proto,
+                vip,
+                port,
+                scheduler: svc.scheduler,
+                dests,
+            };
+            Sched::build(svc.scheduler, &view.loads()).map_err(|e| SnapshotError::Unsupported {
+                what: format!("service {key}"),
+                why: e.to_string(),
+            })?;
+            // The VIP is answered by ARP on the ports whose connected prefix holds it; a VIP
+            // outside every prefix is expected to be routed to a DIP by the upstream router.
+            for p in ports.iter_mut() {
+                if p.addresses.iter().any(|a| a.contains(vip)) && !p.arp_addresses.contains(&vip) {
+                    p.arp_addresses.push(vip);
+                }
+            }
+            if !local.contains(&vip) {
+                local.push(vip);
+            }
+            services.push(view);
+        }
+
+        let mut index: Vec<(u64, u16)> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (service_key(s.proto, s.vip, s.port), i as u16))
+            .collect();
+        index.sort_unstable();
+
+        Ok(Snapshot {
+            ports,
+            services,
+            index,
+            local,
+            timeouts: profile.timeouts,
+            neigh: Arc::new(NeighTable::new(neigh_entries)),
+        })
+    }
+
+    /// The service for a packet's (protocol, destination, destination port).
+    #[inline]
+    pub fn service(&self, proto: u8, daddr: Ipv4Addr, dport: u16) -> Option<usize> {
+        let k = service_key(proto, daddr, dport);
+        self.index
+            .binary_search_by_key(&k, |&(key, _)| key)
+            .ok()
+            .map(|i| self.index[i].1 as usize)
+    }
+
+    /// Whether `ip` is one of the director's addresses (DIP or VIP).
+    #[inline]
+    pub fn is_local(&self, ip: Ipv4Addr) -> bool {
+        self.local.contains(&ip)
+    }
+
+    /// Whether a VIP of some service is `ip` (any protocol or port).
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.services.iter().any(|s| s.vip == ip)
+    }
+}
+
+/// The port whose connected prefix holds `ip` (longest match).
+fn route(ports: &[PortView], ip: Ipv4Addr) -> Option<u16> {
+    ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.addresses.iter().map(move |a| (i, a)))
+        .filter(|(_, a)| a.contains(ip))
+        .max_by_key(|(_, a)| a.len)
+        .map(|(i, _)| i as u16)
+}

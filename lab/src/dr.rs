@@ -1,0 +1,240 @@
+//! The LVS-DR lab topology.
+//!
+//! ```text
+//!   client (c0 10.200.0.2) ─┐
+//!   director (d0, DPDK af_packet; DIP 10.200.0.10, VIPs) ─┤ bridge br0 in {prefix}-sw
+//!   rsN (eth0 10.200.0.1N, VIPs on lo, arp_ignore/announce) ─┘
+//! ```
+//! Kernel senders whose packets cross the DPDK port have TX checksum offload turned off (veth
+//! hands partial checksums to af_packet otherwise, see NOTES-dpdk.md).
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::netns::{Lab, LabError, require_tools};
+
+/// One real server of the lab.
+#[derive(Debug, Clone)]
+pub struct RealServer {
+    /// Its name (what its HTTP server answers), `rs1`, `rs2` …
+    pub name: String,
+    /// Its namespace.
+    pub ns: String,
+    /// Its address.
+    pub addr: Ipv4Addr,
+}
+
+/// A built DR lab.
+#[derive(Debug)]
+pub struct DrLab {
+    /// The lab (owns everything; dropping it tears down).
+    pub lab: Lab,
+    /// Client namespace.
+    pub client: String,
+    /// Client address.
+    pub client_addr: Ipv4Addr,
+    /// Director namespace (the dataplane runs here).
+    pub director: String,
+    /// Director interface the dataplane's af_packet port binds to.
+    pub director_iface: String,
+    /// Director address (DIP).
+    pub dip: Ipv4Addr,
+    /// VIPs configured on the real servers.
+    pub vips: Vec<Ipv4Addr>,
+    /// Real servers.
+    pub servers: Vec<RealServer>,
+}
+
+/// Services of a lab profile: (VIP, scheduler, weights of rs1.. in order).
+#[derive(Debug, Clone)]
+pub struct LabProfile {
+    /// Services.
+    pub services: Vec<(Ipv4Addr, &'static str, Vec<u32>)>,
+    /// Worker lcores.
+    pub workers: Vec<u32>,
+}
+
+impl DrLab {
+    /// Builds the topology with `servers` real servers holding every VIP in `vips`.
+    pub fn up(prefix: &str, servers: usize, vips: &[Ipv4Addr]) -> Result<DrLab, LabError> {
+        require_tools(&["python3", "curl", "sysctl"])?;
+        let mut lab = Lab::new(prefix)?;
+        let sw = lab.add_ns("sw")?;
+        lab.ip(&sw, &["link", "add", "br0", "type", "bridge"])?;
+        lab.ip(&sw, &["link", "set", "br0", "up"])?;
+
+        let attach = |lab: &Lab, ns: &str, port: &str, iface: &str| -> Result<(), LabError> {
+            lab.ip(
+                &sw,
+                &[
+                    "link", "add", port, "type", "veth", "peer", "name", iface, "netns", ns,
+                ],
+            )?;
+            lab.ip(&sw, &["link", "set", port, "master", "br0", "up"])?;
+            lab.ip(ns, &["link", "set", iface, "up"])?;
+            Ok(())
+        };
+
+        let client = lab.add_ns("cl")?;
+        attach(&lab, &client, "p-cl", "c0")?;
+        let client_addr = Ipv4Addr::new(10, 200, 0, 2);
+        lab.ip(&client, &["addr", "add", "10.200.0.2/24", "dev", "c0"])?;
+        lab.exec(&client, "ethtool", &["-K", "c0", "tx", "off"])?;
+
+        let director = lab.add_ns("dir")?;
+        attach(&lab, &director, "p-dir", "d0")?;
+        // The kernel of the director namespace must stay out of the way: no address on d0, no
+        // IPv6 chatter; DPDK's af_packet socket sees every frame.
+        lab.sysctl(&director, "net.ipv6.conf.d0.disable_ipv6", "1")?;
+        lab.exec(&director, "ethtool", &["-K", "d0", "tx", "off"])?;
+
+        let mut rs = Vec::new();
+        for i in 1..=servers {
+            let name = format!("rs{i}");
+            let ns = lab.add_ns(&name)?;
+            attach(&lab, &ns, &format!("p-{name}"), "eth0")?;
+            let addr = Ipv4Addr::new(10, 200, 0, 10 + i as u8);
+            lab.ip(&ns, &["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            for key in ["all", "eth0"] {
+                lab.sysctl(&ns, &format!("net.ipv4.conf.{key}.arp_ignore"), "1")?;
+                lab.sysctl(&ns, &format!("net.ipv4.conf.{key}.arp_announce"), "2")?;
+            }
+            for vip in vips {
+                lab.ip(&ns, &["addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
+            }
+            let root = lab.dir().join(&name);
+            std::fs::create_dir_all(&root)
+                .map_err(|e| LabError::Host(format!("{}: {e}", root.display())))?;
+            std::fs::write(root.join("index.html"), format!("{name}\n"))
+                .map_err(|e| LabError::Host(format!("{}: {e}", root.display())))?;
+            let mut cmd = lab.command(&ns, "python3");
+            cmd.args([
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+            ])
+            .arg(&root);
+            lab.spawn(&format!("http-{name}"), cmd)?;
+            rs.push(RealServer { name, ns, addr });
+        }
+        let dl = DrLab {
+            lab,
+            client,
+            client_addr,
+            director,
+            director_iface: "d0".into(),
+            dip: Ipv4Addr::new(10, 200, 0, 10),
+            vips: vips.to_vec(),
+            servers: rs,
+        };
+        for s in &dl.servers {
+            let ns = s.ns.clone();
+            let lab = &dl.lab;
+            lab.wait_for(
+                &format!("HTTP server of {}", s.name),
+                Duration::from_secs(10),
+                || {
+                    lab.exec(
+                        &ns,
+                        "curl",
+                        &[
+                            "-s",
+                            "-o",
+                            "/dev/null",
+                            "--max-time",
+                            "1",
+                            "http://127.0.0.1/",
+                        ],
+                    )
+                    .is_ok()
+                },
+            )?;
+        }
+        Ok(dl)
+    }
+
+    /// A dataplane profile for this lab: one af_packet port on the director's interface,
+    /// DR services over all real servers.
+    pub fn profile(&self, p: &LabProfile) -> String {
+        let workers = p
+            .workers
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut y = format!(
+            "# RVS demo lab profile (generated by rvs-lab)\n\
+             dataplane:\n  eal: [\"-m\", \"128\", \"--log-level=*:warning\"]\n  main_lcore: 0\n  workers: [{workers}]\n  flows_per_worker: 65536\n\
+             ports:\n  - name: dp0\n    device: \"net_af_packet0,iface={iface}\"\n    addresses: [\"{dip}/24\"]\n\
+             services:\n",
+            iface = self.director_iface,
+            dip = self.dip,
+        );
+        for (vip, sched, weights) in &p.services {
+            let _ = write!(
+                y,
+                "  - vip: {vip}\n    port: 80\n    protocol: tcp\n    scheduler: {sched}\n    servers:\n"
+            );
+            for (s, w) in self.servers.iter().zip(weights) {
+                let _ = writeln!(
+                    y,
+                    "      - {{ address: {}, port: 80, weight: {w}, forward: dr }}",
+                    s.addr
+                );
+            }
+        }
+        y
+    }
+
+    /// Writes `text` to a file in the lab directory and returns its path.
+    pub fn write_file(&self, name: &str, text: &str) -> Result<PathBuf, LabError> {
+        let path = self.lab.dir().join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| LabError::Host(format!("{}: {e}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Starts `rvs-dataplane --profile PROFILE` in the director namespace as process `name`.
+    pub fn start_dataplane(
+        &mut self,
+        name: &str,
+        binary: &std::path::Path,
+        profile: &std::path::Path,
+    ) -> Result<PathBuf, LabError> {
+        let mut cmd = self.lab.command(&self.director, &binary.to_string_lossy());
+        cmd.arg("--profile").arg(profile).env("RVS_LOG", "info");
+        self.lab.spawn(name, cmd)
+    }
+
+    /// One HTTP GET from the client to `vip`; returns the body (the real server's name).
+    pub fn get(&self, vip: Ipv4Addr) -> Result<String, LabError> {
+        let out = self.lab.exec(
+            &self.client,
+            "curl",
+            &["-s", "--max-time", "5", &format!("http://{vip}/")],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Pings `addr` from the client once; true when answered.
+    pub fn ping(&self, addr: Ipv4Addr) -> bool {
+        self.lab
+            .exec(
+                &self.client,
+                "ping",
+                &["-c", "1", "-W", "1", &addr.to_string()],
+            )
+            .is_ok()
+    }
+
+    /// A command in the client namespace.
+    pub fn client_command(&self, program: &str) -> Command {
+        self.lab.command(&self.client, program)
+    }
+}
