@@ -14,10 +14,39 @@ pub struct LcoreId(pub u32);
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 
 /// Proof that the EAL is initialised in this process. Dropping it calls `rte_eal_cleanup`,
-/// which releases hugepage memory (and, with `--in-memory`, leaves no files behind).
+/// which releases hugepage memory, and then removes the runtime directory
+/// (`/var/run/dpdk/PREFIX`) if this process created it: the EAL creates it even with
+/// `--in-memory` and never removes it.
 #[derive(Debug)]
 pub struct Eal {
-    _private: (),
+    created_dirs: Vec<std::path::PathBuf>,
+}
+
+/// The runtime directories the EAL will use for `args`, outermost first.
+fn runtime_dirs<S: AsRef<str>>(args: &[S]) -> Vec<std::path::PathBuf> {
+    let mut prefix = "rte".to_owned();
+    let mut it = args.iter().map(AsRef::as_ref);
+    while let Some(a) = it.next() {
+        if a == "--file-prefix" {
+            if let Some(v) = it.next() {
+                prefix = v.to_owned();
+            }
+        } else if let Some(v) = a.strip_prefix("--file-prefix=") {
+            prefix = v.to_owned();
+        }
+    }
+    let base = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(x) if !is_root() => std::path::PathBuf::from(x).join("dpdk"),
+        _ => std::path::PathBuf::from("/var/run/dpdk"),
+    };
+    vec![base.clone(), base.join(prefix)]
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    })
 }
 
 /// Why a launch or wait failed.
@@ -48,6 +77,10 @@ impl Eal {
                 libc_ealready(),
             ));
         }
+        let created_dirs: Vec<std::path::PathBuf> = runtime_dirs(args)
+            .into_iter()
+            .filter(|d| !d.exists())
+            .collect();
         let mut owned: Vec<CString> = Vec::with_capacity(args.len() + 1);
         owned.push(CString::new("rvs").expect("static string"));
         for a in args {
@@ -69,7 +102,7 @@ impl Eal {
             INITIALISED.store(false, Ordering::SeqCst);
             return Err(Error::last("rte_eal_init"));
         }
-        Ok(Eal { _private: () })
+        Ok(Eal { created_dirs })
     }
 
     /// The main lcore (the thread that called `init`).
@@ -123,6 +156,28 @@ impl Drop for Eal {
         // mempools freed); lcores are idle because the owner waited for them.
         unsafe {
             sys::rte_eal_cleanup();
+        }
+        // Innermost first; a directory another process still uses is not empty and stays
+        // (hugepage map files are unlinked by --in-memory/--huge-unlink; the multi-process
+        // socket and config files of a --file-prefix are ours once the EAL is cleaned up).
+        for d in self.created_dirs.iter().rev() {
+            if let Ok(entries) = std::fs::read_dir(d) {
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    // The telemetry socket without suffix is the first process's: ours, since
+                    // this process created the directory.
+                    if name == "mp_socket"
+                        || name == "config"
+                        || name == "dpdk_telemetry.v2"
+                        || name.starts_with("fbarray_")
+                        || name.starts_with("hugepage_info")
+                    {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(d);
         }
     }
 }

@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use crate::netns::{Lab, LabError, require_tools};
 
+/// Size of `/big.bin` on every real server.
+pub const BIG_LEN: usize = 1 << 20;
+
 /// One real server of the lab.
 #[derive(Debug, Clone)]
 pub struct RealServer {
@@ -110,6 +113,12 @@ impl DrLab {
                 .map_err(|e| LabError::Host(format!("{}: {e}", root.display())))?;
             std::fs::write(root.join("index.html"), format!("{name}\n"))
                 .map_err(|e| LabError::Host(format!("{}: {e}", root.display())))?;
+            // A 1 MiB body made of the server's name: many segments each way on one connection.
+            std::fs::write(
+                root.join("big.bin"),
+                format!("{name}\n").repeat(BIG_LEN / 4),
+            )
+            .map_err(|e| LabError::Host(format!("{}: {e}", root.display())))?;
             let mut cmd = lab.command(&ns, "python3");
             cmd.args([
                 "-m",
@@ -220,6 +229,16 @@ impl DrLab {
             &["-s", "--max-time", "5", &format!("http://{vip}/")],
         )?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Downloads `/big.bin` through `vip`; returns the body.
+    pub fn download_big(&self, vip: Ipv4Addr) -> Result<Vec<u8>, LabError> {
+        let out = self.lab.exec(
+            &self.client,
+            "curl",
+            &["-s", "--max-time", "20", &format!("http://{vip}/big.bin")],
+        )?;
+        Ok(out.stdout)
     }
 
     /// Pings `addr` from the client once; true when answered.

@@ -11,5 +11,5 @@
 mod dr;
 mod netns;
 
-pub use dr::{DrLab, LabProfile, RealServer};
+pub use dr::{BIG_LEN, DrLab, LabProfile, RealServer};
 pub use netns::{Lab, LabError, check_root, require_tools};

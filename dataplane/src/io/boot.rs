@@ -8,7 +8,7 @@
 //! directory DPDK created for a `--file-prefix` removed, so nothing is left behind.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -222,8 +222,11 @@ fn port_hint(device: &str, err: &dpdk::Error) -> String {
                 "interface {iface:?} does not exist in this network namespace (ip link show)"
             );
         }
-        if err.errno == 16 {
-            return format!("interface {iface:?} is busy: another program holds it");
+        if err.errno == 16 || (name.starts_with("net_af_xdp") && xdp_attached(iface)) {
+            return format!(
+                "interface {iface:?} is busy: an XDP program / AF_XDP socket already holds it \
+                 (another rvs-dataplane or XDP user; see `ip link show {iface}`); stop it first"
+            );
         }
         return format!("check that interface {iface:?} is up and that this process runs as root");
     }
@@ -233,6 +236,18 @@ fn port_hint(device: &str, err: &dpdk::Error) -> String {
             .into();
     }
     "check the devargs (DPDK device name and options) and that the driver is installed".into()
+}
+
+/// Whether an XDP program is attached to `iface` (`ip link` shows `xdp`/`xdpgeneric`).
+fn xdp_attached(iface: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["-o", "link", "show", "dev", iface])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .any(|w| w.starts_with("xdp"))
+        })
 }
 
 fn eal_hint(profile: &Profile) -> String {
@@ -260,13 +275,8 @@ pub fn run(
         source: Box::new(source),
         hint: eal_hint(profile),
     })?;
-    let runtime_dir = eal_value(&profile.dataplane.eal, "--file-prefix")
-        .map(|p| PathBuf::from("/var/run/dpdk").join(p));
     let result = run_with_eal(&eal, profile, opts, stop);
     drop(eal);
-    if let Some(dir) = runtime_dir {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     result
 }
 
