@@ -122,6 +122,7 @@ impl Worker {
         };
         let port = &self.snap.ports[in_port as usize];
         let mut learned = false;
+        let mut lost = false;
         if self.snap.neigh.find(sender_ip, in_port).is_some() {
             let ev = NeighEvent {
                 port: in_port,
@@ -132,7 +133,8 @@ impl Worker {
                 self.counters.arp_learned += 1;
                 learned = true;
             } else {
-                self.counters.drop(DropReason::EventQueueFull);
+                self.counters.events_lost += 1;
+                lost = true;
             }
         }
         if op == arp_op::REQUEST && port.arp_addresses.contains(&target_ip) {
@@ -142,10 +144,10 @@ impl Worker {
             }
             return Verdict::Drop(DropReason::ArpIgnored);
         }
-        if learned {
-            Verdict::Consumed
-        } else {
-            Verdict::Drop(DropReason::ArpIgnored)
+        match (learned, lost) {
+            (true, _) => Verdict::Consumed,
+            (false, true) => Verdict::Drop(DropReason::EventQueueFull),
+            (false, false) => Verdict::Drop(DropReason::ArpIgnored),
         }
     }
 
@@ -178,8 +180,9 @@ impl Worker {
         };
         match svc {
             Some(s) => self.virtual_service(frame, l4, s, src, dst, proto, now),
-            None if self.snap.is_local(dst) => self.local(frame, in_port, l4, proto, fragment),
+            // Fragments are not reassembled: one for a VIP is counted as such, not as local.
             None if fragment && self.snap.is_vip(dst) => Verdict::Drop(DropReason::Fragment),
+            None if self.snap.is_local(dst) => self.local(frame, in_port, l4, proto, fragment),
             None => Verdict::Drop(DropReason::NoService),
         }
     }
@@ -272,12 +275,10 @@ impl Worker {
                 flow.dest as usize
             }
             None => {
-                // IPVS schedules TCP only on a SYN (without ACK, RST or FIN).
+                // IPVS (tcp_conn_schedule) schedules a TCP connection only on a SYN without
+                // RST; SYN+ACK is allowed (active FTP).
                 let state = if proto == ip_proto::TCP {
-                    if tcp_flags
-                        & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST | tcp::flags::FIN)
-                        != tcp::flags::SYN
-                    {
+                    if tcp_flags & (tcp::flags::SYN | tcp::flags::RST) != tcp::flags::SYN {
                         return Verdict::Drop(DropReason::NoFlowNotSyn);
                     }
                     State::SynRecv

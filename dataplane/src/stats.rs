@@ -44,7 +44,8 @@ pub enum DropReason {
     NeighUnresolved,
     /// The tx queue did not take the packet.
     TxFull,
-    /// The worker's event queue to the main lcore was full (an ARP answer was not learned).
+    /// An ARP packet that was only worth its sender's address could not be reported: the
+    /// worker's event queue to the main lcore was full.
     EventQueueFull,
 }
 
@@ -133,6 +134,8 @@ pub struct Counters {
     pub icmp_echo_replies: u64,
     /// Frames from the main lcore transmitted (ARP requests, gratuitous ARP).
     pub control_tx: u64,
+    /// Neighbour events not delivered because the queue to the main lcore was full.
+    pub events_lost: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -158,7 +161,7 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 10;
+const SCALARS: usize = 11;
 
 /// Counters published for readers on other threads (single writer).
 #[derive(Debug, Default)]
@@ -181,6 +184,7 @@ impl SharedCounters {
             c.arp_learned,
             c.icmp_echo_replies,
             c.control_tx,
+            c.events_lost,
         ]
     }
 
@@ -209,6 +213,7 @@ impl SharedCounters {
             arp_learned: s[7],
             icmp_echo_replies: s[8],
             control_tx: s[9],
+            events_lost: s[10],
             drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
         }
     }
@@ -231,6 +236,7 @@ mod tests {
             arp_learned: 8,
             icmp_echo_replies: 9,
             control_tx: 10,
+            events_lost: 11,
             ..Counters::default()
         };
         c.drop(DropReason::NoDest);
