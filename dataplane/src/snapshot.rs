@@ -241,6 +241,18 @@ impl Snapshot {
             services.push(view);
         }
 
+        // Gateways are resolved and kept too, so the first packet routed through one (replies
+        // and tunnels off-link) finds its MAC ready.
+        for r in &profile.routes {
+            let out_port = route(&ports, r.via).ok_or(SnapshotError::Unreachable {
+                what: format!("route {} via {}", r.prefix, r.via),
+                addr: r.via,
+            })?;
+            if !neigh_entries.contains(&(r.via, out_port)) {
+                neigh_entries.push((r.via, out_port));
+            }
+        }
+
         let mut index: Vec<(u64, u16)> = services
             .iter()
             .enumerate()
@@ -289,4 +301,130 @@ fn route(ports: &[PortView], ip: Ipv4Addr) -> Option<u16> {
         .filter(|(_, a)| a.contains(ip))
         .max_by_key(|(_, a)| a.len)
         .map(|(i, _)| i as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROFILE: &str = "
+dataplane: { main_lcore: 0, workers: [1] }
+ports:
+  - { name: dp0, device: net_null0, addresses: [\"10.0.0.10/24\"] }
+  - { name: dp1, device: net_null1, addresses: [\"192.168.7.1/24\"] }
+routes:
+  - { prefix: \"0.0.0.0/0\", via: 10.0.0.1 }
+services:
+  - vip: 10.0.0.100
+    port: 80
+    protocol: tcp
+    scheduler: wrr
+    servers:
+      - { address: 192.168.7.11, weight: 2 }
+      - { address: 10.0.0.12, port: 80 }
+  - vip: 10.0.0.100
+    port: 53
+    protocol: udp
+    scheduler: rr
+    servers:
+      - { address: 192.168.7.11 }
+";
+
+    fn snap() -> Snapshot {
+        let p = Profile::parse(PROFILE, "t.yaml").unwrap();
+        Snapshot::build(
+            &p,
+            &[MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn services_servers_ports_and_neighbours() {
+        let s = snap();
+        assert_eq!(
+            s.service(ip_proto::TCP, Ipv4Addr::new(10, 0, 0, 100), 80),
+            Some(0)
+        );
+        assert_eq!(
+            s.service(ip_proto::UDP, Ipv4Addr::new(10, 0, 0, 100), 53),
+            Some(1)
+        );
+        assert_eq!(
+            s.service(ip_proto::UDP, Ipv4Addr::new(10, 0, 0, 100), 80),
+            None
+        );
+        assert_eq!(
+            s.service(ip_proto::TCP, Ipv4Addr::new(10, 0, 0, 101), 80),
+            None
+        );
+        let d = &s.services[0].dests;
+        assert_eq!(
+            (d[0].out_port, d[0].port, d[0].weight),
+            (1, 80, 2),
+            "egress by prefix"
+        );
+        assert_eq!((d[1].out_port, d[1].port), (0, 80));
+        // One slot per (next hop, port): rs .11 shared by two services, plus the gateway.
+        let slots: Vec<(Ipv4Addr, u16)> = s.neigh.slots().iter().map(|n| (n.ip, n.port)).collect();
+        assert_eq!(
+            slots,
+            [
+                (Ipv4Addr::new(192, 168, 7, 11), 1),
+                (Ipv4Addr::new(10, 0, 0, 12), 0),
+                (Ipv4Addr::new(10, 0, 0, 1), 0)
+            ]
+        );
+        assert_eq!(s.services[1].dests[0].neigh, 0);
+        // ARP is answered for the VIP only on the port whose prefix holds it.
+        assert!(
+            s.ports[0]
+                .arp_addresses
+                .contains(&Ipv4Addr::new(10, 0, 0, 100))
+        );
+        assert!(
+            !s.ports[1]
+                .arp_addresses
+                .contains(&Ipv4Addr::new(10, 0, 0, 100))
+        );
+        assert!(s.is_local(Ipv4Addr::new(192, 168, 7, 1)));
+        assert!(s.is_vip(Ipv4Addr::new(10, 0, 0, 100)));
+        assert_eq!(
+            s.ports[1].source_for(Ipv4Addr::new(192, 168, 7, 11)),
+            Some(Ipv4Addr::new(192, 168, 7, 1))
+        );
+    }
+
+    #[test]
+    fn what_this_build_cannot_run_is_refused_by_name() {
+        for (from, to, what) in [
+            ("scheduler: wrr", "scheduler: lc", "scheduler lc"),
+            (
+                "{ address: 10.0.0.12, port: 80 }",
+                "{ address: 10.0.0.12, port: 8080, forward: nat }",
+                "Masq",
+            ),
+            (
+                "{ address: 10.0.0.12, port: 80 }",
+                "{ address: 10.0.0.12, port: 80, forward: tun }",
+                "Tunnel",
+            ),
+            (
+                "{ address: 10.0.0.12, port: 80 }",
+                "{ address: 10.0.0.12, port: 80, upper: 10 }",
+                "thresholds",
+            ),
+            (
+                "    scheduler: rr\n",
+                "    scheduler: rr\n    persistence: { timeout: 300 }\n",
+                "persistence",
+            ),
+        ] {
+            let text = PROFILE.replacen(from, to, 1);
+            assert_ne!(text, PROFILE, "{from}");
+            let p = Profile::parse(&text, "t.yaml").unwrap_or_else(|e| panic!("{to}: {e}"));
+            let err = Snapshot::build(&p, &[MacAddr([2; 6]), MacAddr([3; 6])]).unwrap_err();
+            assert!(err.to_string().contains(what), "{to}: {err}");
+        }
+    }
 }
