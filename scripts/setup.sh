@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config
+packages=(libdpdk-dev dpdk dpdk-dev clang libclang-dev linux-libc-dev pkg-config
           iproute2 ethtool iputils-ping curl python3 procps)
 missing=()
 for p in "${packages[@]}"; do

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
                 let drops: Vec<String> =
                     c.drop_reasons().map(|(r, n)| format!("{r}={n}")).collect();
                 println!(
-                    "worker lcore {lcore}: rx {} pkts {} bytes, tx {} pkts, forwarded {}, connections {}, arp replies {}, arp learned {}, icmp echo replies {}, control tx {}, events lost {}, drops {} [{}]",
+                    "worker lcore {lcore}: rx {} pkts {} bytes, tx {} pkts, forwarded {}, connections {}, arp replies {}, arp learned {}, icmp echo replies {}, nat replies {}, icmp frag needed {}, expired {}, control tx {}, events lost {}, drops {} [{}]",
                     c.rx_packets,
                     c.rx_bytes,
                     c.tx_packets,
@@ -73,6 +73,9 @@ fn main() -> ExitCode {
                     c.arp_replies,
                     c.arp_learned,
                     c.icmp_echo_replies,
+                    c.replies,
+                    c.icmp_frag_needed,
+                    c.expired,
                     c.control_tx,
                     c.events_lost,
                     c.total_drops(),

@@ -1,10 +1,13 @@
-//! The per-packet pipeline of one worker: parse → classify → flow lookup → schedule on miss →
-//! rewrite → verdict. Pure logic over a frame in a byte slice, so it runs the same on an mbuf
-//! and in tests; the I/O layer moves the packet according to the returned [`Verdict`].
+//! The per-packet pipeline of one worker: parse → classify → connection lookup (either
+//! direction) → schedule on a new connection → rewrite for the forwarding mode → verdict. Pure
+//! logic over a [`PacketBuf`], so it runs the same on an mbuf and on a `Vec<u8>` in tests; the
+//! I/O layer moves the packet according to the returned [`Verdict`].
 //!
 //! Besides virtual-service traffic, a worker answers ARP requests for the director's addresses
 //! and ICMP echo to them in the same buffer, and reports ARP senders that the neighbour table
-//! wants to the main lcore through a bounded lock-free queue.
+//! wants to the main lcore through a bounded lock-free queue. Connection accounting (active and
+//! inactive counts per real server, OVERLOAD thresholds, FullNAT local ports) is the worker's
+//! own and changes only on its core.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -12,17 +15,51 @@ use std::sync::Arc;
 use crossbeam::queue::ArrayQueue;
 use rvs_config::Forward;
 
-use crate::flow::tcp::{self, State};
-use crate::flow::{Flow, FlowKey, FlowTable};
-use crate::fwd;
+use crate::flow::tcp::{self, Direction, State};
+use crate::flow::{Conn, ConnTable, CreateError, Dir, FlowKey, Mode};
+use crate::fwd::{self, fnat::PortPool, nat, tun};
 use crate::neigh::NeighEvent;
-use crate::sched::{DestLoad, Sched};
-use crate::snapshot::Snapshot;
+use crate::sched::{self, DestLoad, Sched, SchedInput};
+use crate::snapshot::{NextHop, Snapshot};
 use crate::stats::{Counters, DropReason};
 use crate::wire::{
-    ArpPacket, EthernetFrame, IcmpV4Packet, Ipv4Packet, TcpPacket, UdpPacket, arp_op, checksum,
-    ether_type, icmp_type, ip_proto, make_reply_in_place,
+    ArpPacket, EthernetFrame, IcmpV4Packet, Ipv4Packet, MacAddr, TcpPacket, UdpPacket, arp_op,
+    checksum, ether_type, icmp_type, ip_proto, make_reply_in_place,
 };
+
+const ETH: usize = 14;
+
+/// Timer entries a new connection may reclaim when the table is full.
+const FULL_EXPIRE_BUDGET: usize = 64;
+
+/// A packet buffer the pipeline can rewrite, grow at the front (tunnels) and trim.
+pub trait PacketBuf {
+    /// The frame.
+    fn data(&self) -> &[u8];
+    /// The frame, writable.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Grows the frame by `n` bytes at the front; false (unchanged) without headroom.
+    fn prepend(&mut self, n: usize) -> bool;
+    /// Sets the frame length (shrinking, or growing into tailroom); false if impossible.
+    fn set_len(&mut self, len: usize) -> bool;
+}
+
+impl PacketBuf for Vec<u8> {
+    fn data(&self) -> &[u8] {
+        self
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        self
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        self.splice(0..0, std::iter::repeat_n(0, n));
+        true
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        self.resize(len, 0);
+        true
+    }
+}
 
 /// What to do with a packet after the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +72,80 @@ pub enum Verdict {
     Consumed,
 }
 
-/// One worker's state: its flow table, its scheduler states and counters.
+/// Client MACs learned from requests, for replies to on-link clients (NAT and FullNAT): a
+/// direct-mapped cache, per worker, refreshed by every request of a connection.
+#[derive(Debug)]
+struct PeerCache {
+    slots: Box<[(u32, u64)]>,
+}
+
+const PEER_SLOTS: usize = 4096;
+const PEER_VALID: u64 = 1 << 63;
+
+impl PeerCache {
+    fn new() -> Self {
+        PeerCache {
+            slots: vec![(0, 0); PEER_SLOTS].into_boxed_slice(),
+        }
+    }
+    #[inline]
+    fn slot(ip: u32) -> usize {
+        (ip.wrapping_mul(0x61C8_8647) >> 20) as usize & (PEER_SLOTS - 1)
+    }
+    #[inline]
+    fn learn(&mut self, ip: u32, mac: MacAddr) {
+        self.slots[Self::slot(ip)] = (ip, mac.to_u64() | PEER_VALID);
+    }
+    #[inline]
+    fn get(&self, ip: u32) -> Option<MacAddr> {
+        let (k, v) = self.slots[Self::slot(ip)];
+        (k == ip && v & PEER_VALID != 0).then(|| MacAddr::from_u64(v & !PEER_VALID))
+    }
+}
+
+/// The per-server accounting a connection holds, borrowed apart from the connection table.
+struct Accounts<'a> {
+    loads: &'a mut Vec<Vec<DestLoad>>,
+    lports: &'a mut Vec<PortPool>,
+    snap: &'a Snapshot,
+}
+
+impl Accounts<'_> {
+    fn release(&mut self, c: &Conn) {
+        let svc = c.service as usize;
+        let d = c.dest as usize;
+        if let Some(l) = self.loads.get_mut(svc).and_then(|l| l.get_mut(d)) {
+            if c.active {
+                l.active = l.active.saturating_sub(1);
+            } else {
+                l.inactive = l.inactive.saturating_sub(1);
+            }
+            let dest = &self.snap.services[svc].dests[d];
+            sched::update_overload(l, dest.upper, dest.lower);
+        }
+        if Mode::from_u8(c.mode) == Mode::Fnat
+            && let Some(i) = self.snap.lip_index(Ipv4Addr::from_bits(c.laddr))
+        {
+            self.lports[i].give_back(c.lport);
+        }
+    }
+}
+
+/// Parsed facts of an IPv4 TCP/UDP packet the pipeline needs.
+#[derive(Debug, Clone, Copy)]
+struct L4 {
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    total_len: u16,
+    ident: u16,
+    dont_frag: bool,
+}
+
+/// One worker's state: its connections, its scheduler states, its accounting and counters.
 #[derive(Debug)]
 pub struct Worker {
     /// Worker index (0-based).
@@ -43,18 +153,33 @@ pub struct Worker {
     snap: Arc<Snapshot>,
     sched: Vec<Sched>,
     loads: Vec<Vec<DestLoad>>,
-    flows: FlowTable,
+    conns: ConnTable,
+    lports: Vec<PortPool>,
+    next_lip: Vec<usize>,
+    peers: PeerCache,
     /// This worker's counters.
     pub counters: Counters,
     events: Arc<ArrayQueue<NeighEvent>>,
 }
 
 impl Worker {
-    /// A worker over `snap` with a flow table of `flows` entries.
+    /// A worker (index `id` of `workers`) over `snap` with room for `conns` connections.
     pub fn new(
         id: u16,
         snap: Arc<Snapshot>,
-        flows: usize,
+        conns: usize,
+        seed: [u64; 2],
+        events: Arc<ArrayQueue<NeighEvent>>,
+    ) -> Worker {
+        Self::with_workers(id, 1, snap, conns, seed, events)
+    }
+
+    /// As [`Worker::new`], for worker `id` of `workers` (FullNAT port slices).
+    pub fn with_workers(
+        id: u16,
+        workers: u16,
+        snap: Arc<Snapshot>,
+        conns: usize,
         seed: [u64; 2],
         events: Arc<ArrayQueue<NeighEvent>>,
     ) -> Worker {
@@ -63,16 +188,24 @@ impl Worker {
             .services
             .iter()
             .zip(&loads)
-            .map(|(s, l)| Sched::build(s.scheduler, l).expect("snapshot checked schedulers"))
+            .map(|(s, l)| Sched::build(s.scheduler, &s.flags, l))
+            .collect();
+        let lports = snap
+            .lips
+            .iter()
+            .map(|_| PortPool::new(id, workers))
             .collect();
         Worker {
             id,
-            snap,
             sched,
             loads,
-            flows: FlowTable::new(flows, seed),
+            conns: ConnTable::new(conns, seed, 0),
+            lports,
+            next_lip: vec![0; snap.services.len()],
+            peers: PeerCache::new(),
             counters: Counters::default(),
             events,
+            snap,
         }
     }
 
@@ -81,24 +214,68 @@ impl Worker {
         &self.snap
     }
 
-    /// The flow table (for listings and tests).
-    pub fn flows(&self) -> &FlowTable {
-        &self.flows
+    /// The connection table (for listings and tests).
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// The scheduler's view of service `svc`'s servers (weights, flags, counts).
+    pub fn loads(&self, svc: usize) -> &[DestLoad] {
+        &self.loads[svc]
     }
 
     /// Runs one frame received on port `in_port` through the pipeline at dataplane time `now`
     /// (seconds), rewriting it in place. Drops are counted here.
     #[inline]
-    pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
-        let v = self.classify(frame, in_port, now);
+    pub fn process<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        now: u32,
+    ) -> Verdict {
+        let v = self.classify(pkt, in_port, now);
         if let Verdict::Drop(r) = v {
             self.counters.drop(r);
         }
         v
     }
 
-    fn classify(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
-        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+    /// Expires connections due by `now`, at most `budget` timer entries; returns how many
+    /// expired. Called by the worker loop, off the per-packet path.
+    pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        let mut gone = 0;
+        // The table hands each expired connection out; accounting needs the rest of self.
+        let mut acc = Accounts {
+            loads: &mut self.loads,
+            lports: &mut self.lports,
+            snap: &self.snap,
+        };
+        self.conns.expire(now, budget, |c| {
+            acc.release(c);
+            gone += 1;
+        });
+        // lblc/lblcr caches age on the kernel's one-minute rhythm (a no-op otherwise).
+        for s in &mut self.sched {
+            s.gc(now);
+        }
+        gone
+    }
+
+    fn accounts(&mut self) -> Accounts<'_> {
+        Accounts {
+            loads: &mut self.loads,
+            lports: &mut self.lports,
+            snap: &self.snap,
+        }
+    }
+
+    /// Undoes a connection's accounting: its server's counts, its FullNAT local port.
+    fn release(&mut self, c: &Conn) {
+        self.accounts().release(c);
+    }
+
+    fn classify<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, in_port: u16, now: u32) -> Verdict {
+        let Ok(eth) = EthernetFrame::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::RuntFrame);
         };
         let port = &self.snap.ports[in_port as usize];
@@ -107,8 +284,8 @@ impl Worker {
             return Verdict::Drop(DropReason::OtherHost);
         }
         match eth.ethertype() {
-            ether_type::ARP => self.arp(frame, in_port),
-            ether_type::IPV4 if !dst.is_broadcast() => self.ipv4(frame, in_port, now),
+            ether_type::ARP => self.arp(pkt.data_mut(), in_port),
+            ether_type::IPV4 if !dst.is_broadcast() => self.ipv4(pkt, in_port, now),
             ether_type::IPV4 => Verdict::Drop(DropReason::OtherHost),
             _ => Verdict::Drop(DropReason::UnsupportedEtherType),
         }
@@ -151,9 +328,9 @@ impl Worker {
         }
     }
 
-    fn ipv4(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
-        let hl = EthernetFrame::<&[u8]>::HEADER_LEN;
-        let ip = match Ipv4Packet::new_checked(&frame[hl..]) {
+    fn ipv4<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, in_port: u16, now: u32) -> Verdict {
+        let frame = pkt.data();
+        let ip = match Ipv4Packet::new_checked(&frame[ETH..]) {
             Ok(ip) => ip,
             Err(e) => return Verdict::Drop(DropReason::ipv4(e)),
         };
@@ -161,30 +338,60 @@ impl Worker {
             return Verdict::Drop(DropReason::Ipv4BadChecksum);
         }
         let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
-        let ihl = usize::from(ip.header_len());
-        let total = usize::from(ip.total_len());
         let fragment = ip.is_fragment();
-        let l4 = hl + ihl..hl + total;
-
-        let svc = match proto {
-            ip_proto::TCP | ip_proto::UDP if !fragment => {
-                // Both headers start with source and destination port.
-                let l4b = &frame[l4.clone()];
-                if l4b.len() < 4 {
-                    return Verdict::Drop(DropReason::L4Malformed);
+        let l4_range = ETH + usize::from(ip.header_len())..ETH + usize::from(ip.total_len());
+        let l4_bytes = ip.payload();
+        if matches!(proto, ip_proto::TCP | ip_proto::UDP) && !fragment {
+            let (sport, dport, flags) = if proto == ip_proto::TCP {
+                match TcpPacket::new_checked(l4_bytes) {
+                    Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+                    Err(_) => return Verdict::Drop(DropReason::L4Malformed),
                 }
-                let dport = u16::from_be_bytes([l4b[2], l4b[3]]);
-                self.snap.service(proto, dst, dport)
+            } else {
+                match UdpPacket::new_checked(l4_bytes) {
+                    Ok(u) => (u.src_port(), u.dst_port(), 0),
+                    Err(_) => return Verdict::Drop(DropReason::L4Malformed),
+                }
+            };
+            let l4 = L4 {
+                proto,
+                src,
+                dst,
+                sport,
+                dport,
+                flags,
+                total_len: ip.total_len(),
+                ident: ip.ident(),
+                dont_frag: ip.dont_frag(),
+            };
+            let key = FlowKey {
+                proto,
+                saddr: src.to_bits(),
+                daddr: dst.to_bits(),
+                sport,
+                dport,
+            };
+            if let Some((id, dir)) = self.conns.lookup(&key) {
+                if self.conns.get(id).expires > now {
+                    return self.existing(pkt, in_port, id, dir, &l4, now);
+                }
+                // Past its deadline, its timer not yet run: it is gone for this packet too.
+                let c = self.conns.remove(id);
+                self.release(&c);
+                self.counters.expired += 1;
             }
-            _ => None,
-        };
-        match svc {
-            Some(s) => self.virtual_service(frame, l4, s, src, dst, proto, now),
-            // Fragments are not reassembled: one for a VIP is counted as such, not as local.
-            None if fragment && self.snap.is_vip(dst) => Verdict::Drop(DropReason::Fragment),
-            None if self.snap.is_local(dst) => self.local(frame, in_port, l4, proto, fragment),
-            None => Verdict::Drop(DropReason::NoService),
+            if let Some(svc) = self.snap.service(proto, dst, dport) {
+                return self.new_conn(pkt, in_port, svc, &l4, now);
+            }
         }
+        if fragment && self.snap.is_vip(dst) {
+            // Fragments are not reassembled: one for a VIP is counted as such.
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        if self.snap.is_local(dst) {
+            return self.local(pkt.data_mut(), in_port, l4_range, proto, fragment);
+        }
+        Verdict::Drop(DropReason::NoService)
     }
 
     /// Traffic for the director's own addresses: ICMP echo is answered in place.
@@ -233,88 +440,275 @@ impl Worker {
         Verdict::Tx(in_port)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn virtual_service(
+    /// A packet of a tracked connection, in either direction.
+    fn existing<P: PacketBuf + ?Sized>(
         &mut self,
-        frame: &mut [u8],
-        l4: std::ops::Range<usize>,
-        svc: usize,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        proto: u8,
+        pkt: &mut P,
+        in_port: u16,
+        id: u32,
+        dir: Dir,
+        l4: &L4,
         now: u32,
     ) -> Verdict {
-        let (sport, dport, tcp_flags) = if proto == ip_proto::TCP {
-            match TcpPacket::new_checked(&frame[l4]) {
-                Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
-                Err(_) => return Verdict::Drop(DropReason::L4Malformed),
-            }
+        let timeouts = self.snap.timeouts;
+        let c = self.conns.get_mut(id);
+        let mode = Mode::from_u8(c.mode);
+        let state = if l4.proto == ip_proto::TCP {
+            let d = match (mode.sees_replies(), dir) {
+                (false, _) => Direction::InputOnly,
+                (true, Dir::In) => Direction::Input,
+                (true, Dir::Out) => Direction::Output,
+            };
+            tcp::transition(State::from_u8(c.state), d, l4.flags)
         } else {
-            match UdpPacket::new_checked(&frame[l4]) {
-                Ok(u) => (u.src_port(), u.dst_port(), 0),
-                Err(_) => return Verdict::Drop(DropReason::L4Malformed),
-            }
+            State::Udp
         };
-        let key = FlowKey {
-            proto,
-            saddr: src.to_bits(),
-            daddr: dst.to_bits(),
-            sport,
-            dport,
-        };
-        let timeouts = &self.snap.timeouts;
-        let dest_idx = match self.flows.lookup(&key, now) {
-            Some(flow) => {
-                let state = if proto == ip_proto::TCP {
-                    tcp::next_input_state(State::from_u8(flow.state), tcp_flags)
-                } else {
-                    State::Udp
-                };
-                flow.state = state as u8;
-                flow.expires = now.saturating_add(state.timeout(timeouts));
-                flow.dest as usize
+        c.state = state as u8;
+        c.expires = now.saturating_add(state.timeout(&timeouts));
+        let was_active = c.active;
+        let active = state.is_active();
+        c.active = active;
+        let conn = *c;
+        if was_active != active {
+            let svc = conn.service as usize;
+            let d = conn.dest as usize;
+            let l = &mut self.loads[svc][d];
+            if active {
+                l.active += 1;
+                l.inactive = l.inactive.saturating_sub(1);
+            } else {
+                l.active = l.active.saturating_sub(1);
+                l.inactive += 1;
             }
-            None => {
-                // IPVS (tcp_conn_schedule) schedules a TCP connection only on a SYN without
-                // RST; SYN+ACK is allowed (active FTP).
-                let state = if proto == ip_proto::TCP {
-                    if tcp_flags & (tcp::flags::SYN | tcp::flags::RST) != tcp::flags::SYN {
-                        return Verdict::Drop(DropReason::NoFlowNotSyn);
-                    }
-                    State::SynRecv
-                } else {
-                    State::Udp
-                };
-                let Some(d) = self.sched[svc].pick(&self.loads[svc]) else {
-                    return Verdict::Drop(DropReason::NoDest);
-                };
-                let flow = Flow::new(
-                    key,
-                    svc as u16,
-                    d as u16,
-                    state as u8,
-                    now.saturating_add(state.timeout(timeouts)),
-                );
-                if self.flows.insert(flow, now).is_err() {
-                    return Verdict::Drop(DropReason::FlowTableFull);
-                }
-                self.counters.connections += 1;
-                d
-            }
-        };
-        let dest = &self.snap.services[svc].dests[dest_idx];
-        match dest.forward {
-            Forward::Dr => {
-                let Some(mac) = self.snap.neigh.mac(dest.neigh as usize) else {
-                    return Verdict::Drop(DropReason::NeighUnresolved);
-                };
-                let port_mac = self.snap.ports[dest.out_port as usize].mac;
-                fwd::dr::rewrite(frame, port_mac, mac);
-                self.counters.forwarded += 1;
-                Verdict::Tx(dest.out_port)
-            }
-            // The snapshot refuses other modes until they are implemented.
-            Forward::Tun | Forward::Nat | Forward::Fnat => Verdict::Drop(DropReason::NoDest),
+            let dest = &self.snap.services[svc].dests[d];
+            sched::update_overload(l, dest.upper, dest.lower);
         }
+        match dir {
+            Dir::In => self.forward(pkt, in_port, &conn, l4),
+            Dir::Out => self.reply(pkt, &conn),
+        }
+    }
+
+    /// The first packet of a connection to service `svc`: schedule, track, forward.
+    fn new_conn<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        svc: usize,
+        l4: &L4,
+        now: u32,
+    ) -> Verdict {
+        // IPVS (tcp_conn_schedule) schedules a TCP connection only on a SYN without RST;
+        // SYN+ACK is allowed (active FTP).
+        if l4.proto == ip_proto::TCP
+            && l4.flags & (tcp::flags::SYN | tcp::flags::RST) != tcp::flags::SYN
+        {
+            return Verdict::Drop(DropReason::NoFlowNotSyn);
+        }
+        let input = SchedInput {
+            saddr: l4.src,
+            daddr: l4.dst,
+            sport: l4.sport,
+            dport: l4.dport,
+            now,
+        };
+        let Some(d) = self.sched[svc].pick(&self.loads[svc], &input) else {
+            return Verdict::Drop(DropReason::NoDest);
+        };
+        let service = &self.snap.services[svc];
+        let dest = service.dests[d];
+        let mode = match dest.forward {
+            Forward::Dr => Mode::Dr,
+            Forward::Tun => Mode::Tun,
+            Forward::Nat => Mode::Nat,
+            Forward::Fnat => Mode::Fnat,
+        };
+        let state = if l4.proto == ip_proto::TCP {
+            let d = if mode.sees_replies() {
+                Direction::Input
+            } else {
+                Direction::InputOnly
+            };
+            tcp::transition(State::None, d, l4.flags)
+        } else {
+            State::Udp
+        };
+        let mut conn = Conn {
+            caddr: l4.src.to_bits(),
+            vaddr: l4.dst.to_bits(),
+            raddr: dest.addr.to_bits(),
+            laddr: 0,
+            cport: l4.sport,
+            vport: l4.dport,
+            rport: if dest.port == 0 { l4.dport } else { dest.port },
+            lport: 0,
+            expires: now.saturating_add(state.timeout(&self.snap.timeouts)),
+            service: svc as u16,
+            dest: d as u16,
+            proto: l4.proto,
+            state: state as u8,
+            mode: mode as u8,
+            active: state.is_active(),
+        };
+        let mut lip = None;
+        if mode == Mode::Fnat {
+            match self.take_local_port(svc) {
+                Some((i, addr, port)) => {
+                    conn.laddr = addr.to_bits();
+                    conn.lport = port;
+                    lip = Some(i);
+                }
+                None => return Verdict::Drop(DropReason::NoLocalPort),
+            }
+        }
+        let mut created = self.conns.create(conn);
+        if matches!(created, Err(CreateError::NoSlot | CreateError::IndexFull)) {
+            // Full: reclaim what is due now (bounded), then try once more.
+            let n = self.expire(now, FULL_EXPIRE_BUDGET);
+            self.counters.expired += n as u64;
+            created = self.conns.create(conn);
+        }
+        if let Err(e) = created {
+            if let Some(i) = lip {
+                self.lports[i].give_back(conn.lport);
+            }
+            return Verdict::Drop(match e {
+                CreateError::NoSlot | CreateError::IndexFull => DropReason::FlowTableFull,
+                CreateError::Collision => DropReason::NatCollision,
+            });
+        }
+        let l = &mut self.loads[svc][d];
+        if conn.active {
+            l.active += 1;
+        } else {
+            l.inactive += 1;
+        }
+        sched::update_overload(l, dest.upper, dest.lower);
+        self.counters.connections += 1;
+        self.forward(pkt, in_port, &conn, l4)
+    }
+
+    /// A free local address and port of service `svc`, round robin over its addresses.
+    fn take_local_port(&mut self, svc: usize) -> Option<(usize, Ipv4Addr, u16)> {
+        let lips = &self.snap.services[svc].lips;
+        let n = lips.len();
+        for k in 0..n {
+            let at = (self.next_lip[svc] + k) % n;
+            let i = lips[at] as usize;
+            if let Some(port) = self.lports[i].take() {
+                self.next_lip[svc] = (at + 1) % n;
+                return Some((i, self.snap.lips[i], port));
+            }
+        }
+        None
+    }
+
+    /// Client → real server, by the connection's mode.
+    fn forward<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        c: &Conn,
+        l4: &L4,
+    ) -> Verdict {
+        let dest = self.snap.services[c.service as usize].dests[c.dest as usize];
+        let Some(mac) = self.snap.neigh.mac(dest.neigh as usize) else {
+            return Verdict::Drop(DropReason::NeighUnresolved);
+        };
+        let out = dest.out_port;
+        let port_mac = self.snap.ports[out as usize].mac;
+        let mode = Mode::from_u8(c.mode);
+        if mode.sees_replies() {
+            // Replies to an on-link client go back to the MAC its requests come from.
+            let src = EthernetFrame::new_unchecked(pkt.data()).src();
+            self.peers.learn(c.caddr, src);
+        }
+        match mode {
+            Mode::Dr => fwd::dr::rewrite(pkt.data_mut(), port_mac, mac),
+            Mode::Nat => {
+                let f = pkt.data_mut();
+                nat::rewrite_end(&mut f[ETH..], nat::End::Dst, dest.addr, c.rport);
+                fwd::set_l2(f, port_mac, mac);
+            }
+            Mode::Fnat => {
+                let f = pkt.data_mut();
+                fwd::fnat::request(
+                    &mut f[ETH..],
+                    Ipv4Addr::from_bits(c.laddr),
+                    c.lport,
+                    dest.addr,
+                    c.rport,
+                );
+                fwd::set_l2(f, port_mac, mac);
+            }
+            Mode::Tun => {
+                let mtu = usize::from(self.snap.ports[out as usize].mtu);
+                let inner = usize::from(l4.total_len);
+                if inner + tun::OVERHEAD > mtu {
+                    if !l4.dont_frag {
+                        return Verdict::Drop(DropReason::TooBig);
+                    }
+                    let in_mac = self.snap.ports[in_port as usize].mac;
+                    let n = tun::frag_needed_in_place(
+                        pkt.data_mut(),
+                        l4.dst,
+                        (mtu - tun::OVERHEAD) as u16,
+                        in_mac,
+                    );
+                    pkt.set_len(n);
+                    self.counters.icmp_frag_needed += 1;
+                    return Verdict::Tx(in_port);
+                }
+                // Drop Ethernet padding, make room, move the Ethernet header to the front.
+                if !pkt.set_len(ETH + inner) || !pkt.prepend(tun::OVERHEAD) {
+                    return Verdict::Drop(DropReason::NoHeadroom);
+                }
+                let src = self.snap.ports[out as usize]
+                    .source_for(dest.addr)
+                    .or_else(|| {
+                        self.snap.ports[out as usize]
+                            .addresses
+                            .first()
+                            .map(|a| a.addr)
+                    })
+                    .unwrap_or(l4.dst);
+                let f = pkt.data_mut();
+                f.copy_within(tun::OVERHEAD..tun::OVERHEAD + ETH, 0);
+                tun::write_outer(
+                    &mut f[ETH..],
+                    src,
+                    dest.addr,
+                    inner as u16,
+                    l4.ident,
+                    l4.dont_frag,
+                );
+                fwd::set_l2(f, port_mac, mac);
+            }
+        }
+        self.counters.forwarded += 1;
+        Verdict::Tx(out)
+    }
+
+    /// Real server → client (NAT and FullNAT replies).
+    fn reply<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, c: &Conn) -> Verdict {
+        let vaddr = Ipv4Addr::from_bits(c.vaddr);
+        let caddr = Ipv4Addr::from_bits(c.caddr);
+        let (out, mac) = match self.snap.next_hop(caddr) {
+            Some(NextHop::Gateway { port, neigh }) => (port, self.snap.neigh.mac(neigh as usize)),
+            Some(NextHop::OnLink { port }) => (port, self.peers.get(c.caddr)),
+            None => return Verdict::Drop(DropReason::NoRoute),
+        };
+        let Some(mac) = mac else {
+            return Verdict::Drop(DropReason::NeighUnresolved);
+        };
+        let port_mac = self.snap.ports[out as usize].mac;
+        let f = pkt.data_mut();
+        match Mode::from_u8(c.mode) {
+            Mode::Fnat => fwd::fnat::reply(&mut f[ETH..], vaddr, c.vport, caddr, c.cport),
+            _ => nat::rewrite_end(&mut f[ETH..], nat::End::Src, vaddr, c.vport),
+        }
+        fwd::set_l2(f, port_mac, mac);
+        self.counters.replies += 1;
+        Verdict::Tx(out)
     }
 }

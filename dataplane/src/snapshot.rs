@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rvs_config::{Forward, Ipv4Prefix, Profile, Protocol, Scheduler, ServiceKey, Timeouts};
 
 use crate::neigh::NeighTable;
-use crate::sched::{DestLoad, Sched};
+use crate::sched::DestLoad;
 use crate::wire::{MacAddr, ip_proto};
 
 /// A port as workers see it.
@@ -23,8 +23,11 @@ pub struct PortView {
     pub mac: MacAddr,
     /// Director addresses (DIPs) with their connected prefixes.
     pub addresses: Vec<Ipv4Prefix>,
-    /// Addresses this port answers ARP for: its DIPs and the VIPs inside its prefixes.
+    /// Addresses this port answers ARP for: its DIPs and the VIPs and local addresses inside
+    /// its prefixes.
     pub arp_addresses: Vec<Ipv4Addr>,
+    /// MTU (the profile's, or 1500).
+    pub mtu: u16,
 }
 
 impl PortView {
@@ -51,8 +54,36 @@ pub struct Dest {
     pub forward: Forward,
     /// Index of the egress port.
     pub out_port: u16,
-    /// Slot of its next hop in the neighbour table.
+    /// Slot of its next hop in the neighbour table (itself when on-link, else the gateway).
     pub neigh: u32,
+    /// Upper connection threshold (0 = none).
+    pub upper: u32,
+    /// Lower connection threshold.
+    pub lower: u32,
+}
+
+/// How to reach an address: out of which port, to which neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop {
+    /// Through a gateway whose MAC is in this neighbour slot.
+    Gateway {
+        /// Egress port.
+        port: u16,
+        /// Neighbour slot of the gateway.
+        neigh: u32,
+    },
+    /// On-link: the address itself is the next hop.
+    OnLink {
+        /// Egress port.
+        port: u16,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RouteView {
+    prefix: Ipv4Prefix,
+    port: u16,
+    neigh: u32,
 }
 
 /// A virtual service as workers see it.
@@ -70,6 +101,10 @@ pub struct ServiceView {
     pub scheduler: Scheduler,
     /// Real servers in list order.
     pub dests: Vec<Dest>,
+    /// Scheduler flags.
+    pub flags: Vec<rvs_config::SchedFlag>,
+    /// FullNAT local addresses: indexes into [`Snapshot::lips`].
+    pub lips: Vec<u16>,
 }
 
 impl ServiceView {
@@ -118,6 +153,9 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// Neighbour slots for every next hop the services need.
     pub neigh: Arc<NeighTable>,
+    /// Every FullNAT local address of every service (deduplicated).
+    pub lips: Vec<Ipv4Addr>,
+    routes: Vec<RouteView>,
 }
 
 #[inline]
@@ -144,10 +182,35 @@ impl Snapshot {
                 mac,
                 addresses: p.addresses.clone(),
                 arp_addresses: p.addresses.iter().map(|a| a.addr).collect(),
+                mtu: p.mtu.unwrap_or(1500),
             })
             .collect();
         let mut local: Vec<Ipv4Addr> = ports.iter().flat_map(|p| p.arp_addresses.clone()).collect();
         let mut neigh_entries: Vec<(Ipv4Addr, u16)> = Vec::new();
+        let mut slot_of = |ip: Ipv4Addr, port: u16| -> u32 {
+            match neigh_entries.iter().position(|&e| e == (ip, port)) {
+                Some(i) => i as u32,
+                None => {
+                    neigh_entries.push((ip, port));
+                    (neigh_entries.len() - 1) as u32
+                }
+            }
+        };
+        // Gateways are resolved and kept too, so the first packet routed through one finds
+        // its MAC ready.
+        let mut routes = Vec::with_capacity(profile.routes.len());
+        for r in &profile.routes {
+            let port = connected(&ports, r.via).ok_or(SnapshotError::Unreachable {
+                what: format!("route {} via {}", r.prefix, r.via),
+                addr: r.via,
+            })?;
+            routes.push(RouteView {
+                prefix: r.prefix,
+                port,
+                neigh: slot_of(r.via, port),
+            });
+        }
+        let mut lips: Vec<Ipv4Addr> = Vec::new();
         let mut services = Vec::with_capacity(profile.services.len());
 
         for svc in &profile.services {
@@ -178,34 +241,20 @@ impl Snapshot {
             let mut dests = Vec::with_capacity(svc.servers.len());
             for s in &svc.servers {
                 let swhat = format!("{what} server {}", s.address);
-                if s.forward != Forward::Dr {
-                    return Err(SnapshotError::Unsupported {
-                        what: swhat,
-                        why: format!(
-                            "forwarding mode {} is not implemented by this dataplane yet (dr is)",
-                            s.forward.ipvsadm_name()
-                        ),
-                    });
-                }
-                if s.upper > 0 {
-                    return Err(SnapshotError::Unsupported {
-                        what: swhat,
-                        why: "connection thresholds (upper/lower) are not implemented by this dataplane yet".into(),
-                    });
-                }
-                let out_port = route(&ports, s.address).ok_or(SnapshotError::Unreachable {
-                    what: swhat,
-                    addr: s.address,
-                })?;
-                let slot = match neigh_entries
-                    .iter()
-                    .position(|&e| e == (s.address, out_port))
-                {
-                    Some(i) => i,
-                    None => {
-                        neigh_entries.push((s.address, out_port));
-                        neigh_entries.len() - 1
+                let hop =
+                    next_hop(&ports, &routes, s.address).ok_or(SnapshotError::Unreachable {
+                        what: swhat.clone(),
+                        addr: s.address,
+                    })?;
+                let (out_port, neigh) = match hop {
+                    NextHop::OnLink { port } => (port, slot_of(s.address, port)),
+                    NextHop::Gateway { .. } if s.forward == Forward::Dr => {
+                        return Err(SnapshotError::Unreachable {
+                            what: swhat,
+                            addr: s.address,
+                        });
                     }
+                    NextHop::Gateway { port, neigh } => (port, neigh),
                 };
                 dests.push(Dest {
                     addr: s.address,
@@ -213,8 +262,21 @@ impl Snapshot {
                     weight: s.weight,
                     forward: s.forward,
                     out_port,
-                    neigh: slot as u32,
+                    neigh,
+                    upper: s.upper,
+                    lower: s.lower,
                 });
+            }
+            let mut svc_lips = Vec::with_capacity(svc.local_addresses.len());
+            for &l in &svc.local_addresses {
+                let i = match lips.iter().position(|&x| x == l) {
+                    Some(i) => i,
+                    None => {
+                        lips.push(l);
+                        lips.len() - 1
+                    }
+                };
+                svc_lips.push(i as u16);
             }
             let view = ServiceView {
                 key,
@@ -223,11 +285,9 @@ impl Snapshot {
                 port,
                 scheduler: svc.scheduler,
                 dests,
+                flags: svc.flags.clone(),
+                lips: svc_lips,
             };
-            Sched::build(svc.scheduler, &view.loads()).map_err(|e| SnapshotError::Unsupported {
-                what: format!("service {key}"),
-                why: e.to_string(),
-            })?;
             // The VIP is answered by ARP on the ports whose connected prefix holds it; a VIP
             // outside every prefix is expected to be routed to a DIP by the upstream router.
             for p in ports.iter_mut() {
@@ -241,15 +301,15 @@ impl Snapshot {
             services.push(view);
         }
 
-        // Gateways are resolved and kept too, so the first packet routed through one (replies
-        // and tunnels off-link) finds its MAC ready.
-        for r in &profile.routes {
-            let out_port = route(&ports, r.via).ok_or(SnapshotError::Unreachable {
-                what: format!("route {} via {}", r.prefix, r.via),
-                addr: r.via,
-            })?;
-            if !neigh_entries.contains(&(r.via, out_port)) {
-                neigh_entries.push((r.via, out_port));
+        // Local addresses are the director's own: ARP and ping answer for them too.
+        for &l in &lips {
+            for p in ports.iter_mut() {
+                if p.addresses.iter().any(|a| a.contains(l)) && !p.arp_addresses.contains(&l) {
+                    p.arp_addresses.push(l);
+                }
+            }
+            if !local.contains(&l) {
+                local.push(l);
             }
         }
 
@@ -267,6 +327,8 @@ impl Snapshot {
             local,
             timeouts: profile.timeouts,
             neigh: Arc::new(NeighTable::new(neigh_entries)),
+            lips,
+            routes,
         })
     }
 
@@ -286,21 +348,57 @@ impl Snapshot {
         self.local.contains(&ip)
     }
 
+    /// How to reach `ip`: the longest matching prefix among the ports' connected prefixes and
+    /// the routes.
+    #[inline]
+    pub fn next_hop(&self, ip: Ipv4Addr) -> Option<NextHop> {
+        next_hop(&self.ports, &self.routes, ip)
+    }
+
+    /// The index of local address `ip` in [`Snapshot::lips`].
+    pub fn lip_index(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.lips.iter().position(|&l| l == ip)
+    }
+
     /// Whether a VIP of some service is `ip` (any protocol or port).
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
         self.services.iter().any(|s| s.vip == ip)
     }
 }
 
-/// The port whose connected prefix holds `ip` (longest match).
-fn route(ports: &[PortView], ip: Ipv4Addr) -> Option<u16> {
+/// The port whose connected prefix holds `ip` (longest match), with the prefix length.
+fn connected_len(ports: &[PortView], ip: Ipv4Addr) -> Option<(u16, u8)> {
     ports
         .iter()
         .enumerate()
         .flat_map(|(i, p)| p.addresses.iter().map(move |a| (i, a)))
         .filter(|(_, a)| a.contains(ip))
         .max_by_key(|(_, a)| a.len)
-        .map(|(i, _)| i as u16)
+        .map(|(i, a)| (i as u16, a.len))
+}
+
+fn connected(ports: &[PortView], ip: Ipv4Addr) -> Option<u16> {
+    connected_len(ports, ip).map(|(p, _)| p)
+}
+
+fn next_hop(ports: &[PortView], routes: &[RouteView], ip: Ipv4Addr) -> Option<NextHop> {
+    let on_link = connected_len(ports, ip);
+    let routed = routes
+        .iter()
+        .filter(|r| r.prefix.contains(ip))
+        .max_by_key(|r| r.prefix.len);
+    match (on_link, routed) {
+        (Some((_, len)), Some(r)) if r.prefix.len > len => Some(NextHop::Gateway {
+            port: r.port,
+            neigh: r.neigh,
+        }),
+        (Some((port, _)), _) => Some(NextHop::OnLink { port }),
+        (None, Some(r)) => Some(NextHop::Gateway {
+            port: r.port,
+            neigh: r.neigh,
+        }),
+        (None, None) => None,
+    }
 }
 
 #[cfg(test)]
@@ -365,17 +463,26 @@ services:
             "egress by prefix"
         );
         assert_eq!((d[1].out_port, d[1].port), (0, 80));
-        // One slot per (next hop, port): rs .11 shared by two services, plus the gateway.
+        // One slot per (next hop, port): the gateway, then rs .11 shared by two services.
         let slots: Vec<(Ipv4Addr, u16)> = s.neigh.slots().iter().map(|n| (n.ip, n.port)).collect();
         assert_eq!(
             slots,
             [
+                (Ipv4Addr::new(10, 0, 0, 1), 0),
                 (Ipv4Addr::new(192, 168, 7, 11), 1),
                 (Ipv4Addr::new(10, 0, 0, 12), 0),
-                (Ipv4Addr::new(10, 0, 0, 1), 0)
             ]
         );
-        assert_eq!(s.services[1].dests[0].neigh, 0);
+        assert_eq!(s.services[1].dests[0].neigh, 1);
+        assert_eq!(
+            s.next_hop(Ipv4Addr::new(203, 0, 113, 9)),
+            Some(NextHop::Gateway { port: 0, neigh: 0 }),
+            "default route"
+        );
+        assert_eq!(
+            s.next_hop(Ipv4Addr::new(192, 168, 7, 99)),
+            Some(NextHop::OnLink { port: 1 })
+        );
         // ARP is answered for the VIP only on the port whose prefix holds it.
         assert!(
             s.ports[0]
@@ -396,35 +503,38 @@ services:
     }
 
     #[test]
-    fn what_this_build_cannot_run_is_refused_by_name() {
-        for (from, to, what) in [
-            ("scheduler: wrr", "scheduler: lc", "scheduler lc"),
+    fn every_mode_scheduler_and_threshold_is_accepted() {
+        for (from, to) in [
+            ("scheduler: wrr", "scheduler: lblcr"),
             (
                 "{ address: 10.0.0.12, port: 80 }",
                 "{ address: 10.0.0.12, port: 8080, forward: nat }",
-                "Masq",
             ),
             (
                 "{ address: 10.0.0.12, port: 80 }",
                 "{ address: 10.0.0.12, port: 80, forward: tun }",
-                "Tunnel",
             ),
             (
                 "{ address: 10.0.0.12, port: 80 }",
                 "{ address: 10.0.0.12, port: 80, upper: 10 }",
-                "thresholds",
-            ),
-            (
-                "    scheduler: rr\n",
-                "    scheduler: rr\n    persistence: { timeout: 300 }\n",
-                "persistence",
             ),
         ] {
             let text = PROFILE.replacen(from, to, 1);
-            assert_ne!(text, PROFILE, "{from}");
             let p = Profile::parse(&text, "t.yaml").unwrap_or_else(|e| panic!("{to}: {e}"));
-            let err = Snapshot::build(&p, &[MacAddr([2; 6]), MacAddr([3; 6])]).unwrap_err();
-            assert!(err.to_string().contains(what), "{to}: {err}");
+            Snapshot::build(&p, &[MacAddr([2; 6]), MacAddr([3; 6])])
+                .unwrap_or_else(|e| panic!("{to}: {e}"));
         }
+    }
+
+    #[test]
+    fn what_this_build_cannot_run_is_refused_by_name() {
+        let text = PROFILE.replacen(
+            "    scheduler: rr\n",
+            "    scheduler: rr\n    persistence: { timeout: 300 }\n",
+            1,
+        );
+        let p = Profile::parse(&text, "t.yaml").unwrap();
+        let err = Snapshot::build(&p, &[MacAddr([2; 6]), MacAddr([3; 6])]).unwrap_err();
+        assert!(err.to_string().contains("persistence"), "{err}");
     }
 }

@@ -47,11 +47,22 @@ pub enum DropReason {
     /// An ARP packet that was only worth its sender's address could not be reported: the
     /// worker's event queue to the main lcore was full.
     EventQueueFull,
+    /// FullNAT: every local port of the service's local addresses is in use on this worker.
+    NoLocalPort,
+    /// NAT: the reply tuple of a new connection is already another connection's.
+    NatCollision,
+    /// Tunnel: the packet does not fit the egress MTU once encapsulated and may be fragmented
+    /// (DF clear); RVS does not fragment.
+    TooBig,
+    /// Not enough headroom in the buffer to encapsulate.
+    NoHeadroom,
+    /// No route to the destination of a reply.
+    NoRoute,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 21;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -71,6 +82,11 @@ impl DropReason {
         DropReason::NeighUnresolved,
         DropReason::TxFull,
         DropReason::EventQueueFull,
+        DropReason::NoLocalPort,
+        DropReason::NatCollision,
+        DropReason::TooBig,
+        DropReason::NoHeadroom,
+        DropReason::NoRoute,
     ];
 
     /// Stable snake-case name (for logs, metrics and the API).
@@ -92,6 +108,11 @@ impl DropReason {
             DropReason::NeighUnresolved => "neigh_unresolved",
             DropReason::TxFull => "tx_full",
             DropReason::EventQueueFull => "event_queue_full",
+            DropReason::NoLocalPort => "no_local_port",
+            DropReason::NatCollision => "nat_collision",
+            DropReason::TooBig => "too_big",
+            DropReason::NoHeadroom => "no_headroom",
+            DropReason::NoRoute => "no_route",
         }
     }
 
@@ -136,6 +157,12 @@ pub struct Counters {
     pub control_tx: u64,
     /// Neighbour events not delivered because the queue to the main lcore was full.
     pub events_lost: u64,
+    /// Replies of NAT and FullNAT connections forwarded back to clients.
+    pub replies: u64,
+    /// ICMP "fragmentation needed" sent for packets too big for a tunnel.
+    pub icmp_frag_needed: u64,
+    /// Connections expired by the timers.
+    pub expired: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -161,7 +188,7 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 11;
+const SCALARS: usize = 14;
 
 /// Counters published for readers on other threads (single writer).
 #[derive(Debug, Default)]
@@ -185,6 +212,9 @@ impl SharedCounters {
             c.icmp_echo_replies,
             c.control_tx,
             c.events_lost,
+            c.replies,
+            c.icmp_frag_needed,
+            c.expired,
         ]
     }
 
@@ -214,6 +244,9 @@ impl SharedCounters {
             icmp_echo_replies: s[8],
             control_tx: s[9],
             events_lost: s[10],
+            replies: s[11],
+            icmp_frag_needed: s[12],
+            expired: s[13],
             drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
         }
     }
@@ -237,6 +270,9 @@ mod tests {
             icmp_echo_replies: 9,
             control_tx: 10,
             events_lost: 11,
+            replies: 12,
+            icmp_frag_needed: 13,
+            expired: 14,
             ..Counters::default()
         };
         c.drop(DropReason::NoDest);

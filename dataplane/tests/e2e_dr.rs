@@ -58,6 +58,7 @@ fn dr_lab_balances_real_tcp_in_exact_rr_and_wrr_order() {
             (VIP_WRR, "wrr", vec![3, 2, 1]),
         ],
         workers: vec![1],
+        forward: "dr",
     });
     let path = lab.write_file("e2e.yaml", &profile).expect("profile");
     let log = lab.start_dataplane("dp", bin, &path).expect("spawn");

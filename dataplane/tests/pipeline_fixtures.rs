@@ -868,14 +868,20 @@ fn fixture_table() {
             .filter(|c| !matches!(c.verdict, Verdict::Drop(_)))
             .count();
     assert_eq!(verdicts, cases.len(), "one counted verdict per frame");
-    // Every reason the pipeline gives for a single frame has a fixture here; the stateful ones
-    // and the two bugs have their own tests, and TxFull belongs to the I/O layer.
+    // Every reason the pipeline gives for a single DR frame has a fixture here; the stateful
+    // ones have their own tests, the NAT/FullNAT/tunnel ones are in tests/modes.rs, and TxFull
+    // belongs to the I/O layer.
     let own_tests = [
         DropReason::Fragment,
         DropReason::EventQueueFull,
         DropReason::TxFull,
         DropReason::FlowTableFull,
         DropReason::NeighUnresolved,
+        DropReason::NoLocalPort,
+        DropReason::NatCollision,
+        DropReason::TooBig,
+        DropReason::NoHeadroom,
+        DropReason::NoRoute,
     ];
     for r in DropReason::ALL {
         if !own_tests.contains(&r) {
@@ -1047,7 +1053,7 @@ fn unresolved_real_server_drops_but_keeps_the_connection() {
 #[test]
 fn full_flow_table_refuses_new_connections_keeps_old_ones_and_expiry_frees_slots() {
     let (mut w, _q) = worker_with(snapshot(), 8, 8);
-    assert_eq!(w.flows().capacity(), 8, "one bucket");
+    assert_eq!(w.conns().capacity(), 8, "eight connection slots");
     let picks: Vec<usize> = (1..=8)
         .map(|p| server_of(&mut w, &syn(p), 0).unwrap())
         .collect();
@@ -1058,17 +1064,17 @@ fn full_flow_table_refuses_new_connections_keeps_old_ones_and_expiry_frees_slots
     for p in 1..=8u16 {
         assert_eq!(server_of(&mut w, &syn(p), 1), Ok(picks[usize::from(p) - 1]));
     }
-    assert_eq!(w.flows().live(1).count(), 8);
+    assert_eq!(w.conns().live(1).count(), 8);
     assert_eq!(server_of(&mut w, &syn(9), 60), full, "still live at 60");
     // SYN_RECV lasts 60 s: at 61 every slot is reusable.
-    assert_eq!(w.flows().live(61).count(), 0);
+    assert_eq!(w.conns().live(61).count(), 0);
     assert!(server_of(&mut w, &syn(9), 61).is_ok());
     assert_eq!(
         server_of(&mut w, &seg(1, ACK, &[]), 61),
         Err(Verdict::Drop(DropReason::NoFlowNotSyn)),
         "expired"
     );
-    assert_eq!(w.flows().live(61).count(), 1);
+    assert_eq!(w.conns().live(61).count(), 1);
     assert_eq!(w.counters.connections, 9);
     assert_eq!(w.counters.drops[DropReason::FlowTableFull as usize], 2);
 }
@@ -1078,7 +1084,7 @@ fn connection_deadlines_follow_the_tcp_state() {
     // Default timeouts: tcp 900, tcp_fin 120, udp 300; SYN_RECV 60.
     let (mut w, _q) = worker();
     let deadline = |w: &Worker, now| {
-        w.flows()
+        w.conns()
             .live(now)
             .map(|f| (f.state, f.expires))
             .collect::<Vec<_>>()
@@ -1103,7 +1109,7 @@ fn connection_deadlines_follow_the_tcp_state() {
     assert_eq!(server_of(&mut w, &dns(7), 1120), Ok(A));
     assert_eq!(
         deadline(&w, 1120).into_iter().collect::<HashSet<_>>(),
-        HashSet::from([(3, 1180), (0, 1420)])
+        HashSet::from([(3, 1180), (11, 1420)])
     );
 }
 

@@ -58,6 +58,8 @@ pub struct LabProfile {
     pub services: Vec<(Ipv4Addr, &'static str, Vec<u32>)>,
     /// Worker lcores.
     pub workers: Vec<u32>,
+    /// Forwarding mode of every server (`dr` or `tun` in this single-segment lab).
+    pub forward: &'static str,
 }
 
 impl DrLab {
@@ -94,6 +96,9 @@ impl DrLab {
         lab.sysctl(&director, "net.ipv6.conf.d0.disable_ipv6", "1")?;
         lab.exec(&director, "ethtool", &["-K", "d0", "tx", "off"])?;
 
+        let script = lab.dir().join("web.py");
+        std::fs::write(&script, include_str!("web.py"))
+            .map_err(|e| LabError::Host(format!("{}: {e}", script.display())))?;
         let mut rs = Vec::new();
         for i in 1..=servers {
             let name = format!("rs{i}");
@@ -108,27 +113,8 @@ impl DrLab {
             for vip in vips {
                 lab.ip(&ns, &["addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
             }
-            let root = lab.dir().join(&name);
-            std::fs::create_dir_all(&root)
-                .map_err(|e| LabError::Host(format!("{}: {e}", root.display())))?;
-            std::fs::write(root.join("index.html"), format!("{name}\n"))
-                .map_err(|e| LabError::Host(format!("{}: {e}", root.display())))?;
-            // A 1 MiB body made of the server's name: many segments each way on one connection.
-            std::fs::write(
-                root.join("big.bin"),
-                format!("{name}\n").repeat(BIG_LEN / 4),
-            )
-            .map_err(|e| LabError::Host(format!("{}: {e}", root.display())))?;
             let mut cmd = lab.command(&ns, "python3");
-            cmd.args([
-                "-m",
-                "http.server",
-                "80",
-                "--bind",
-                "0.0.0.0",
-                "--directory",
-            ])
-            .arg(&root);
+            cmd.arg(&script).arg(&name).arg("80");
             lab.spawn(&format!("http-{name}"), cmd)?;
             rs.push(RealServer { name, ns, addr });
         }
@@ -193,8 +179,8 @@ impl DrLab {
             for (s, w) in self.servers.iter().zip(weights) {
                 let _ = writeln!(
                     y,
-                    "      - {{ address: {}, port: 80, weight: {w}, forward: dr }}",
-                    s.addr
+                    "      - {{ address: {}, port: 80, weight: {w}, forward: {} }}",
+                    s.addr, p.forward
                 );
             }
         }
@@ -221,14 +207,77 @@ impl DrLab {
         self.lab.spawn(name, cmd)
     }
 
-    /// One HTTP GET from the client to `vip`; returns the body (the real server's name).
+    /// One HTTP GET from the client to `vip`; returns the name of the real server that
+    /// answered (the first word of its body).
     pub fn get(&self, vip: Ipv4Addr) -> Result<String, LabError> {
         let out = self.lab.exec(
             &self.client,
             "curl",
             &["-s", "--max-time", "5", &format!("http://{vip}/")],
         )?;
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(body.split_whitespace().next().unwrap_or("").to_owned())
+    }
+
+    /// POSTs `bytes` zero bytes to `vip` from the client; returns the answer
+    /// (`NAME CLIENT_IP BYTES_RECEIVED`).
+    pub fn post(&self, vip: Ipv4Addr, bytes: usize) -> Result<String, LabError> {
+        let file = self.lab.dir().join(format!("upload-{bytes}"));
+        std::fs::write(&file, vec![0u8; bytes])
+            .map_err(|e| LabError::Host(format!("{}: {e}", file.display())))?;
+        let out = self.lab.exec(
+            &self.client,
+            "curl",
+            &[
+                "-s",
+                "--max-time",
+                "20",
+                "--data-binary",
+                &format!("@{}", file.display()),
+                &format!("http://{vip}/"),
+            ],
+        )?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Makes every real server accept IP-in-IP: a tc BPF program on `eth0` ingress strips the
+    /// outer header (the kernel here has no ipip module), and reverse-path filtering is off.
+    pub fn enable_tunnel_decap(&self) -> Result<(), LabError> {
+        require_tools(&["clang", "tc"])?;
+        let src = self.lab.dir().join("decap.c");
+        let obj = self.lab.dir().join("decap.o");
+        std::fs::write(&src, include_str!("decap.c"))
+            .map_err(|e| LabError::Host(format!("{}: {e}", src.display())))?;
+        crate::netns::run(
+            Command::new("clang")
+                .args([
+                    "-O2",
+                    "-target",
+                    "bpf",
+                    "-I/usr/include/x86_64-linux-gnu",
+                    "-c",
+                ])
+                .arg(&src)
+                .arg("-o")
+                .arg(&obj),
+        )?;
+        for s in &self.servers {
+            for key in ["all", "eth0", "default"] {
+                self.lab
+                    .sysctl(&s.ns, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
+            }
+            self.lab
+                .exec(&s.ns, "tc", &["qdisc", "add", "dev", "eth0", "clsact"])?;
+            let o = obj.to_string_lossy().into_owned();
+            self.lab.exec(
+                &s.ns,
+                "tc",
+                &[
+                    "filter", "add", "dev", "eth0", "ingress", "bpf", "da", "obj", &o, "sec", "tc",
+                ],
+            )?;
+        }
+        Ok(())
     }
 
     /// Downloads `/big.bin` through `vip`; returns the body.

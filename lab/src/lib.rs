@@ -9,7 +9,9 @@
 //! `arp_ignore=1` and `arp_announce=2`, each running an HTTP server that names itself.
 
 mod dr;
+mod nat;
 mod netns;
 
 pub use dr::{BIG_LEN, DrLab, LabProfile, RealServer};
+pub use nat::{NatLab, RS_PORT};
 pub use netns::{Lab, LabError, check_root, require_tools};

@@ -74,12 +74,16 @@ fn established(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for flows in [1_000u32, 100_000, 1_000_000] {
         let mut w = worker(flows as usize);
-        let mut frames: Vec<[u8; 64]> = (0..flows).map(|i| frame(i, tcp_flag::SYN)).collect();
+        let mut frames: Vec<Vec<u8>> = (0..flows)
+            .map(|i| frame(i, tcp_flag::SYN).to_vec())
+            .collect();
         for f in frames.iter_mut() {
             let v = w.process(f, 0, 0);
             assert!(matches!(v, Verdict::Tx(0)), "{v:?}");
         }
-        let mut frames: Vec<[u8; 64]> = (0..flows).map(|i| frame(i, tcp_flag::ACK)).collect();
+        let mut frames: Vec<Vec<u8>> = (0..flows)
+            .map(|i| frame(i, tcp_flag::ACK).to_vec())
+            .collect();
         // Visit flows in a scattered order so the table is not walked in memory order.
         let order: Vec<usize> = (0..flows as usize)
             .map(|i| i.wrapping_mul(2_654_435_761) % flows as usize)
@@ -115,7 +119,7 @@ fn new_connections(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let n = 1u32 << 20;
     let mut w = worker(n as usize);
-    let mut frames: Vec<[u8; 64]> = (0..n).map(|i| frame(i, tcp_flag::SYN)).collect();
+    let mut frames: Vec<Vec<u8>> = (0..n).map(|i| frame(i, tcp_flag::SYN).to_vec()).collect();
     let mut k = 0usize;
     let mut now = 0u32;
     g.bench_function("syn", |b| {

@@ -1,12 +1,16 @@
 //! Per-worker connection tracking.
 //!
-//! Each worker owns one [`FlowTable`]: a preallocated, fixed-capacity hash table of
-//! [`Flow`]s keyed by the client-side 5-tuple. It never allocates after construction; when a
-//! bucket is full, a new connection is refused (the caller drops and counts it) while existing
-//! flows are untouched. Expired entries are reclaimed lazily: a slot whose deadline has passed is
-//! free for the next insert into its bucket, so no scan of the table is ever needed.
+//! Each worker owns one [`ConnTable`]: a preallocated slab of connections with stable ids, a
+//! tuple index ([`FlowIndex`]) that finds a connection from the client's tuple and, for NAT and
+//! FullNAT, from the real server's reply tuple, and a timing wheel ([`timer`]) that expires
+//! connections without scanning. Nothing allocates after construction; when the table is full,
+//! a new connection is refused (the caller drops and counts it) while existing ones are
+//! untouched. [`tcp`] holds IPVS's TCP state machine and timeouts.
 
-mod table;
+mod conn;
+mod index;
 pub mod tcp;
+pub mod timer;
 
-pub use table::{BUCKET_SLOTS, Flow, FlowKey, FlowTable, TableFull};
+pub use conn::{Conn, ConnTable, CreateError, Mode};
+pub use index::{BUCKET_SLOTS, Dir, FlowIndex, FlowKey, MAX_KICKS, TableFull};

@@ -4,14 +4,12 @@
 //! IP and L4 headers (and so every checksum) stay as the client sent them; the real server holds
 //! the VIP on a non-ARP interface and answers the client directly.
 
-use crate::wire::{EthernetFrame, MacAddr};
+use crate::wire::MacAddr;
 
 /// Rewrites `frame` (at least an Ethernet header, checked by the caller) for DR.
 #[inline]
 pub fn rewrite(frame: &mut [u8], port_mac: MacAddr, server_mac: MacAddr) {
-    let mut eth = EthernetFrame::new_unchecked(frame);
-    eth.set_dst(server_mac);
-    eth.set_src(port_mac);
+    super::set_l2(frame, port_mac, server_mac);
 }
 
 #[cfg(test)]

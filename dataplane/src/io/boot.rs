@@ -369,8 +369,9 @@ fn run_with_eal(
         let counters = Arc::new(SharedCounters::default());
         shared.push((lcore, Arc::clone(&counters)));
         let seed = seed_for(w);
-        let worker = Worker::new(
+        let worker = Worker::with_workers(
             w as u16,
+            nworkers,
             Arc::clone(&snap),
             dp.flows_per_worker as usize,
             seed,

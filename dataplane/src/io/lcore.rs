@@ -23,6 +23,9 @@ use crate::snapshot::Snapshot;
 use crate::stats::{Counters, DropReason, SharedCounters};
 use crate::wire::{self, MacAddr};
 
+/// Timer entries a worker looks at per loop turn at most.
+const EXPIRE_BUDGET: usize = 256;
+
 /// One worker lcore's loop.
 #[derive(Debug)]
 pub struct WorkerLoop {
@@ -95,7 +98,7 @@ impl WorkerLoop {
                 let c = &mut self.worker.counters;
                 c.rx_packets += 1;
                 c.rx_bytes += m.len() as u64;
-                match self.worker.process(m.data_mut(), p as u16, now) {
+                match self.worker.process(&mut m, p as u16, now) {
                     Verdict::Tx(out) => Self::queue_tx(
                         &mut self.tx_bufs,
                         &mut self.tx,
@@ -124,7 +127,10 @@ impl WorkerLoop {
                 &mut self.worker.counters,
             );
         }
-        handled
+        // Connection timers: bounded work per turn; nothing is due in most turns.
+        let expired = self.worker.expire(now, EXPIRE_BUDGET);
+        self.worker.counters.expired += expired as u64;
+        handled + expired
     }
 
     #[inline]

@@ -107,6 +107,7 @@ fn demo(
             (VIP_WRR, "wrr", vec![3, 2, 1]),
         ],
         workers,
+        forward: "dr",
     });
     let path = lab.write_file("demo.yaml", &profile)?;
     println!("== profile ({})\n{profile}", path.display());

@@ -1,0 +1,408 @@
+//! Connections: a preallocated slab of [`Conn`]s with stable ids, the tuple index that finds
+//! them from either direction, and the timing wheel that expires them.
+//!
+//! A connection's id is its slab index; it never moves, so the index and the wheel can refer
+//! to it. Creating a connection takes a free id, indexes its tuples and arms its timer; a
+//! packet only moves `expires` forward; when the timer fires the table either re-arms it (the
+//! connection was refreshed) or removes it and hands it to the caller for accounting (active
+//! and inactive counts, FullNAT local ports). Nothing allocates after construction, and no
+//! operation scans the table.
+
+use super::index::{Dir, FlowIndex, FlowKey, TableFull};
+use super::timer::{Fire, TimerWheel};
+
+/// One connection, as IPVS's `ip_vs_conn`: client, virtual, local and real-server endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Conn {
+    /// Client address (host order).
+    pub caddr: u32,
+    /// Virtual address.
+    pub vaddr: u32,
+    /// Real-server address.
+    pub raddr: u32,
+    /// FullNAT local address (0 otherwise).
+    pub laddr: u32,
+    /// Client port.
+    pub cport: u16,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real-server port.
+    pub rport: u16,
+    /// FullNAT local port (0 otherwise).
+    pub lport: u16,
+    /// Deadline in dataplane seconds.
+    pub expires: u32,
+    /// Service index in the snapshot.
+    pub service: u16,
+    /// Real-server index within the service.
+    pub dest: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Protocol state (`tcp::State as u8`).
+    pub state: u8,
+    /// Forwarding mode (`Mode as u8`).
+    pub mode: u8,
+    /// Whether it is counted in its server's active connections.
+    pub active: bool,
+}
+
+/// How a connection is forwarded (the per-server mode, fixed at creation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Direct routing.
+    Dr = 0,
+    /// IP tunnel.
+    Tun = 1,
+    /// NAT.
+    Nat = 2,
+    /// FullNAT.
+    Fnat = 3,
+}
+
+impl Mode {
+    /// Decodes a stored byte.
+    pub fn from_u8(v: u8) -> Mode {
+        match v {
+            1 => Mode::Tun,
+            2 => Mode::Nat,
+            3 => Mode::Fnat,
+            _ => Mode::Dr,
+        }
+    }
+
+    /// Whether replies come back through the director.
+    pub fn sees_replies(self) -> bool {
+        matches!(self, Mode::Nat | Mode::Fnat)
+    }
+}
+
+impl Conn {
+    /// The client's tuple (what the client sends).
+    pub fn in_key(&self) -> FlowKey {
+        FlowKey {
+            proto: self.proto,
+            saddr: self.caddr,
+            daddr: self.vaddr,
+            sport: self.cport,
+            dport: self.vport,
+        }
+    }
+
+    /// The reply tuple (what the real server sends back through the director), for NAT and
+    /// FullNAT.
+    pub fn out_key(&self) -> Option<FlowKey> {
+        match Mode::from_u8(self.mode) {
+            Mode::Nat => Some(FlowKey {
+                proto: self.proto,
+                saddr: self.raddr,
+                daddr: self.caddr,
+                sport: self.rport,
+                dport: self.cport,
+            }),
+            Mode::Fnat => Some(FlowKey {
+                proto: self.proto,
+                saddr: self.raddr,
+                daddr: self.laddr,
+                sport: self.rport,
+                dport: self.lport,
+            }),
+            Mode::Dr | Mode::Tun => None,
+        }
+    }
+}
+
+/// Why a connection could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateError {
+    /// Every connection slot is in use.
+    NoSlot,
+    /// The tuple index had no room.
+    IndexFull,
+    /// A reply tuple is already taken by another connection (NAT: two clients behind one
+    /// address and port mapped to the same server port; cannot happen with FullNAT pools).
+    Collision,
+}
+
+/// The connection table of one worker.
+#[derive(Debug)]
+pub struct ConnTable {
+    conns: Box<[Conn]>,
+    used: Box<[bool]>,
+    /// Generation of each slot, bumped on every create: a timer entry of an earlier
+    /// connection in the same slot (removed before its timer fired) is recognised as stale.
+    gens: Box<[u32]>,
+    free: Vec<u32>,
+    index: FlowIndex,
+    wheel: TimerWheel<u64>,
+}
+
+#[inline]
+fn timer_key(id: u32, generation: u32) -> u64 {
+    u64::from(id) << 32 | u64::from(generation)
+}
+
+impl ConnTable {
+    /// A table for `capacity` connections (two tuples each at most), hashing with `seed`,
+    /// with its timers starting at `now`.
+    pub fn new(capacity: usize, seed: [u64; 2], now: u32) -> ConnTable {
+        let capacity = capacity.max(1);
+        ConnTable {
+            conns: vec![Conn::default(); capacity].into_boxed_slice(),
+            used: vec![false; capacity].into_boxed_slice(),
+            gens: vec![0; capacity].into_boxed_slice(),
+            free: (0..capacity as u32).rev().collect(),
+            index: FlowIndex::new(capacity * 2, seed),
+            // One live entry per connection plus at most one stale entry per slot.
+            wheel: TimerWheel::new(capacity * 2, now),
+        }
+    }
+
+    /// Connection slots.
+    pub fn capacity(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Connections in use.
+    pub fn len(&self) -> usize {
+        self.conns.len() - self.free.len()
+    }
+
+    /// True when no connection is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of memory per connection slot (the slab entry, its share of the index at two
+    /// tuples per connection, and its timer entry are not all counted here: see
+    /// [`ConnTable::memory_bytes`]).
+    pub const fn conn_bytes() -> usize {
+        std::mem::size_of::<Conn>()
+    }
+
+    /// Bytes held by the table's arrays.
+    pub fn memory_bytes(&self) -> usize {
+        self.conns.len() * (std::mem::size_of::<Conn>() + 1 + 4)
+            + self.index.capacity() * FlowIndex::bytes_per_entry()
+            + self.wheel.capacity() * 16
+    }
+
+    /// The connection a packet with `key` belongs to, and which way it goes.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(u32, Dir)> {
+        self.index.lookup(key)
+    }
+
+    /// The connection `id`.
+    #[inline]
+    pub fn get(&self, id: u32) -> &Conn {
+        &self.conns[id as usize]
+    }
+
+    /// The connection `id`, writable.
+    #[inline]
+    pub fn get_mut(&mut self, id: u32) -> &mut Conn {
+        &mut self.conns[id as usize]
+    }
+
+    /// Tracks `conn`: indexes its tuples and arms its timer at `conn.expires`.
+    pub fn create(&mut self, conn: Conn) -> Result<u32, CreateError> {
+        let Some(&id) = self.free.last() else {
+            return Err(CreateError::NoSlot);
+        };
+        let in_key = conn.in_key();
+        self.index
+            .insert(&in_key, id, Dir::In)
+            .map_err(|TableFull| CreateError::IndexFull)?;
+        if let Some(out) = conn.out_key() {
+            if self.index.lookup(&out).is_some() {
+                self.index.remove(&in_key);
+                return Err(CreateError::Collision);
+            }
+            if self.index.insert(&out, id, Dir::Out).is_err() {
+                self.index.remove(&in_key);
+                return Err(CreateError::IndexFull);
+            }
+        }
+        let generation = self.gens[id as usize].wrapping_add(1);
+        if self
+            .wheel
+            .schedule(timer_key(id, generation), conn.expires)
+            .is_err()
+        {
+            // The wheel holds one entry per slot, so this cannot happen; stay consistent.
+            self.index.remove(&in_key);
+            if let Some(out) = conn.out_key() {
+                self.index.remove(&out);
+            }
+            return Err(CreateError::NoSlot);
+        }
+        self.free.pop();
+        self.gens[id as usize] = generation;
+        self.conns[id as usize] = conn;
+        self.used[id as usize] = true;
+        Ok(id)
+    }
+
+    /// Removes connection `id` now (its deadline passed before its timer fired); returns it.
+    /// Its timer entry is left to fire and be recognised as stale.
+    pub fn remove(&mut self, id: u32) -> Conn {
+        let c = self.conns[id as usize];
+        if self.used[id as usize] {
+            self.index.remove(&c.in_key());
+            if let Some(out) = c.out_key() {
+                self.index.remove(&out);
+            }
+            self.used[id as usize] = false;
+            self.free.push(id);
+        }
+        c
+    }
+
+    /// Expires connections whose deadline passed by `now`, at most `budget` timer entries per
+    /// call; `on_expire` sees each expired connection before its slot is reused. Returns how
+    /// many connections expired.
+    pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&Conn)) -> usize {
+        let conns = &mut self.conns;
+        let used = &mut self.used;
+        let gens = &self.gens;
+        let index = &mut self.index;
+        let free = &mut self.free;
+        let mut expired = 0;
+        self.wheel.advance(now, budget, |key| {
+            let (id, generation) = ((key >> 32) as u32, key as u32);
+            let c = conns[id as usize];
+            if !used[id as usize] || gens[id as usize] != generation {
+                return Fire::Done;
+            }
+            if c.expires > now {
+                return Fire::Rearm(c.expires);
+            }
+            index.remove(&c.in_key());
+            if let Some(out) = c.out_key() {
+                index.remove(&out);
+            }
+            on_expire(&c);
+            used[id as usize] = false;
+            free.push(id);
+            expired += 1;
+            Fire::Done
+        });
+        expired
+    }
+
+    /// Connections whose deadline is after `now` (a full scan, off the hot path).
+    pub fn live(&self, now: u32) -> impl Iterator<Item = &Conn> + '_ {
+        self.iter().map(|(_, c)| c).filter(move |c| c.expires > now)
+    }
+
+    /// Every tracked connection with its id (a full scan, off the hot path).
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Conn)> + '_ {
+        self.conns
+            .iter()
+            .zip(self.used.iter())
+            .enumerate()
+            .filter(|(_, (_, u))| **u)
+            .map(|(i, (c, _))| (i as u32, c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(i: u32, mode: Mode, expires: u32) -> Conn {
+        Conn {
+            caddr: 0x0b00_0000 + i,
+            vaddr: 0x0a00_0064,
+            raddr: 0x0a00_000b,
+            laddr: if mode == Mode::Fnat { 0x0a00_0014 } else { 0 },
+            cport: 40000,
+            vport: 80,
+            rport: 8080,
+            lport: if mode == Mode::Fnat {
+                1024 + i as u16
+            } else {
+                0
+            },
+            expires,
+            proto: 6,
+            mode: mode as u8,
+            ..Conn::default()
+        }
+    }
+
+    #[test]
+    fn both_directions_find_the_connection_until_it_expires() {
+        let mut t = ConnTable::new(16, [1, 2], 0);
+        let dr = t.create(conn(1, Mode::Dr, 10)).unwrap();
+        let nat = t.create(conn(2, Mode::Nat, 10)).unwrap();
+        let fnat = t.create(conn(3, Mode::Fnat, 30)).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.lookup(&t.get(dr).in_key()), Some((dr, Dir::In)));
+        assert_eq!(t.get(dr).out_key(), None);
+        let out = t.get(nat).out_key().unwrap();
+        assert_eq!(t.lookup(&out), Some((nat, Dir::Out)));
+        assert_eq!(
+            (out.saddr, out.sport, out.daddr, out.dport),
+            (0x0a00_000b, 8080, 0x0b00_0002, 40000)
+        );
+        let fout = t.get(fnat).out_key().unwrap();
+        assert_eq!((fout.daddr, fout.dport), (0x0a00_0014, 1027));
+        assert_eq!(t.lookup(&fout), Some((fnat, Dir::Out)));
+
+        // Refresh the NAT connection; at t=10 only DR expires.
+        t.get_mut(nat).expires = 20;
+        let mut gone = vec![];
+        assert_eq!(t.expire(10, 100, |c| gone.push(c.caddr)), 1);
+        assert_eq!(gone, [0x0b00_0001]);
+        assert_eq!(t.lookup(&conn(1, Mode::Dr, 0).in_key()), None);
+        assert!(t.lookup(&out).is_some());
+        gone.clear();
+        assert_eq!(t.expire(20, 100, |c| gone.push(c.caddr)), 1);
+        assert_eq!(t.lookup(&out), None, "reply tuple removed with it");
+        assert_eq!(t.expire(30, 100, |_| {}), 1);
+        assert!(t.is_empty());
+        assert_eq!(t.iter().count(), 0);
+    }
+
+    #[test]
+    fn slots_run_out_and_come_back() {
+        let mut t = ConnTable::new(2, [3, 4], 0);
+        t.create(conn(1, Mode::Dr, 5)).unwrap();
+        t.create(conn(2, Mode::Dr, 5)).unwrap();
+        assert_eq!(t.create(conn(3, Mode::Dr, 5)), Err(CreateError::NoSlot));
+        assert_eq!(t.expire(5, 10, |_| {}), 2);
+        t.create(conn(3, Mode::Dr, 9)).expect("slot reused");
+    }
+
+    #[test]
+    fn an_early_removal_leaves_a_stale_timer_that_spares_the_next_tenant() {
+        let mut t = ConnTable::new(1, [7, 8], 0);
+        let id = t.create(conn(1, Mode::Dr, 10)).unwrap();
+        let c = t.remove(id);
+        assert_eq!(c.caddr, 0x0b00_0001);
+        assert!(t.lookup(&c.in_key()).is_none());
+        let id2 = t.create(conn(2, Mode::Dr, 50)).unwrap();
+        assert_eq!(id2, id, "slot reused");
+        assert_eq!(
+            t.expire(10, 10, |_| panic!(
+                "stale timer must not expire the new tenant"
+            )),
+            0
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.expire(50, 10, |_| {}), 1);
+    }
+
+    #[test]
+    fn a_taken_reply_tuple_is_a_collision_and_changes_nothing() {
+        let mut t = ConnTable::new(8, [5, 6], 0);
+        t.create(conn(1, Mode::Nat, 5)).unwrap();
+        let mut other = conn(1, Mode::Nat, 5);
+        other.vaddr = 0x0a00_0065; // another VIP, same client and server tuple
+        assert_eq!(t.create(other), Err(CreateError::Collision));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.lookup(&other.in_key()), None);
+    }
+}

@@ -1,0 +1,75 @@
+//! End to end in network namespaces: IP-in-IP tunnel mode with real kernel TCP. Real servers
+//! decapsulate with a tc BPF program (the kernel has no ipip module here), hold the VIP on `lo`
+//! and answer the client directly. An upload with full-size segments exercises the tunnel MTU:
+//! the director answers ICMP "fragmentation needed" and the client's path-MTU discovery
+//! adapts. Needs root, hugepages, clang and tc (`scripts/setup.sh`).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use rvs_lab::{BIG_LEN, DrLab, LabProfile};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 100);
+
+fn counter(summary: &str, name: &str) -> u64 {
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("worker lcore"))
+        .unwrap_or_else(|| panic!("no worker summary in:\n{summary}"));
+    line.split(&format!(" {name} "))
+        .nth(1)
+        .and_then(|a| a.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+#[test]
+fn tunnel_mode_with_decapsulating_real_servers_and_path_mtu() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rvs-dataplane"));
+    let prefix = format!("rvsu{}", std::process::id() % 100_000);
+    let mut lab = DrLab::up(&prefix, 2, &[VIP]).expect("lab");
+    lab.enable_tunnel_decap().expect("decap");
+    let profile = lab.profile(&LabProfile {
+        services: vec![(VIP, "rr", vec![1, 1])],
+        workers: vec![1],
+        forward: "tun",
+    });
+    let path = lab.write_file("tun.yaml", &profile).expect("profile");
+    let log = lab.start_dataplane("dp", bin, &path).expect("spawn");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    lab.lab
+        .wait_for("dataplane running", Duration::from_secs(30), || {
+            read_log().contains("dataplane running")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
+    lab.lab
+        .wait_for("ping to the DIP", Duration::from_secs(10), || {
+            lab.ping(lab.dip)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
+
+    let got: Vec<String> = (0..4).map(|_| lab.get(VIP).expect("GET")).collect();
+    assert_eq!(
+        got,
+        ["rs1", "rs2", "rs1", "rs2"],
+        "rr through the tunnel\n{}",
+        read_log()
+    );
+    let big = lab.download_big(VIP).expect("download");
+    assert_eq!(big.len(), BIG_LEN);
+    // 200 kB up in full-size segments: 1500 + 20 > 1500, so the first ones are refused with
+    // "fragmentation needed" (MTU 1480) and the client's TCP shrinks its segments.
+    let answer = lab.post(VIP, 200_000).expect("upload");
+    assert_eq!(
+        answer, "rs2 10.200.0.2 200000",
+        "server sees the client, whole body"
+    );
+
+    let (code, summary) = lab
+        .lab
+        .interrupt("dp", Duration::from_secs(20))
+        .expect("stop");
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(counter(&summary, "connections"), 6, "{summary}");
+    assert!(counter(&summary, "icmp frag needed") >= 1, "{summary}");
+}
