@@ -16,7 +16,7 @@ use crossbeam::queue::ArrayQueue;
 use rvs_config::Forward;
 
 use crate::flow::tcp::{self, Direction, State};
-use crate::flow::{Conn, ConnTable, CreateError, Dir, FlowKey, Mode};
+use crate::flow::{Conn, ConnTable, CreateError, Dir, FlowKey, Mode, NO_TEMPLATE};
 use crate::fwd::{self, fnat::PortPool, nat, tun};
 use crate::neigh::NeighEvent;
 use crate::sched::{self, DestLoad, Sched, SchedInput};
@@ -28,6 +28,10 @@ use crate::wire::{
 };
 
 const ETH: usize = 14;
+
+/// Protocol byte of persistence-template keys in the tuple index (never a real protocol):
+/// `0x80 | protocol` for address services, `0x80` alone for firewall-mark services.
+const TEMPLATE_PROTO: u8 = 0x80;
 
 /// Timer entries a new connection may reclaim when the table is full.
 const FULL_EXPIRE_BUDGET: usize = 64;
@@ -112,6 +116,9 @@ struct Accounts<'a> {
 
 impl Accounts<'_> {
     fn release(&mut self, c: &Conn) {
+        if Mode::from_u8(c.mode) == Mode::Template {
+            return;
+        }
         let svc = c.service as usize;
         let d = c.dest as usize;
         if let Some(l) = self.loads.get_mut(svc).and_then(|l| l.get_mut(d)) {
@@ -251,8 +258,20 @@ impl Worker {
             snap: &self.snap,
         };
         self.conns.expire(now, budget, |c| {
+            if Mode::from_u8(c.mode) == Mode::Template {
+                // A template does not expire while it controls connections (IPVS restarts
+                // its timer); it holds no server counts.
+                if c.controls > 0 {
+                    let timeout = acc.snap.services[c.service as usize]
+                        .persistence
+                        .map_or(0, |p| p.0);
+                    return Some(now.saturating_add(timeout.max(1)));
+                }
+                return None;
+            }
             acc.release(c);
             gone += 1;
+            None
         });
         // lblc/lblcr caches age on the kernel's one-minute rhythm (a no-op otherwise).
         for s in &mut self.sched {
@@ -380,7 +399,7 @@ impl Worker {
                 self.release(&c);
                 self.counters.expired += 1;
             }
-            if let Some(svc) = self.snap.service(proto, dst, dport) {
+            if let Some(svc) = self.snap.classify(proto, dst, dport) {
                 return self.new_conn(pkt, in_port, svc, &l4, now);
             }
         }
@@ -505,15 +524,15 @@ impl Worker {
         {
             return Verdict::Drop(DropReason::NoFlowNotSyn);
         }
-        let input = SchedInput {
-            saddr: l4.src,
-            daddr: l4.dst,
-            sport: l4.sport,
-            dport: l4.dport,
-            now,
-        };
-        let Some(d) = self.sched[svc].pick(&self.loads[svc], &input) else {
-            return Verdict::Drop(DropReason::NoDest);
+        let (d, template) = match self.snap.services[svc].persistence {
+            None => match self.schedule(svc, l4, now) {
+                Some(d) => (d, NO_TEMPLATE),
+                None => return Verdict::Drop(DropReason::NoDest),
+            },
+            Some((timeout, mask)) => match self.persist(svc, l4, now, timeout, mask) {
+                Ok(dt) => dt,
+                Err(r) => return Verdict::Drop(r),
+            },
         };
         let service = &self.snap.services[svc];
         let dest = service.dests[d];
@@ -549,6 +568,8 @@ impl Worker {
             state: state as u8,
             mode: mode as u8,
             active: state.is_active(),
+            template,
+            controls: 0,
         };
         let mut lip = None;
         if mode == Mode::Fnat {
@@ -588,6 +609,84 @@ impl Worker {
         self.forward(pkt, in_port, &conn, l4)
     }
 
+    /// The scheduler's pick for a new connection of service `svc`.
+    #[inline]
+    fn schedule(&mut self, svc: usize, l4: &L4, now: u32) -> Option<usize> {
+        let input = SchedInput {
+            saddr: l4.src,
+            daddr: l4.dst,
+            sport: l4.sport,
+            dport: l4.dport,
+            now,
+        };
+        self.sched[svc].pick(&self.loads[svc], &input)
+    }
+
+    /// Persistence (IPVS's `ip_vs_sched_persist`): the template of (client network, service)
+    /// names the real server while it lives; otherwise the scheduler picks and a template is
+    /// made. Port-0 services share one template over every port of the VIP, firewall-mark
+    /// services one over everything the mark covers. Returns the server and the template.
+    fn persist(
+        &mut self,
+        svc: usize,
+        l4: &L4,
+        now: u32,
+        timeout: u32,
+        mask: u32,
+    ) -> Result<(usize, u32), DropReason> {
+        let service = &self.snap.services[svc];
+        let key = match service.fwmark {
+            Some(mark) => FlowKey {
+                proto: TEMPLATE_PROTO,
+                saddr: l4.src.to_bits() & mask,
+                daddr: mark,
+                sport: 0,
+                dport: 0,
+            },
+            None => FlowKey {
+                proto: TEMPLATE_PROTO | service.proto,
+                saddr: l4.src.to_bits() & mask,
+                daddr: service.vip.to_bits(),
+                sport: 0,
+                dport: service.port,
+            },
+        };
+        let ndests = service.dests.len();
+        if let Some((tid, _)) = self.conns.lookup(&key) {
+            let t = self.conns.get_mut(tid);
+            // Valid while it lives or controls connections, and while its server exists.
+            if (t.expires > now || t.controls > 0) && (t.dest as usize) < ndests {
+                t.expires = now.saturating_add(timeout).max(t.expires);
+                return Ok((t.dest as usize, tid));
+            }
+            self.conns.remove(tid);
+        }
+        let d = self.schedule(svc, l4, now).ok_or(DropReason::NoDest)?;
+        let dest = &self.snap.services[svc].dests[d];
+        let template = Conn {
+            caddr: key.saddr,
+            vaddr: key.daddr,
+            raddr: dest.addr.to_bits(),
+            vport: key.dport,
+            rport: dest.port,
+            expires: now.saturating_add(timeout),
+            service: svc as u16,
+            dest: d as u16,
+            proto: key.proto,
+            mode: Mode::Template as u8,
+            ..Conn::default()
+        };
+        let mut created = self.conns.create(template);
+        if created.is_err() {
+            let n = self.expire(now, FULL_EXPIRE_BUDGET);
+            self.counters.expired += n as u64;
+            created = self.conns.create(template);
+        }
+        let tid = created.map_err(|_| DropReason::FlowTableFull)?;
+        self.counters.templates += 1;
+        Ok((d, tid))
+    }
+
     /// A free local address and port of service `svc`, round robin over its addresses.
     fn take_local_port(&mut self, svc: usize) -> Option<(usize, Ipv4Addr, u16)> {
         let lips = &self.snap.services[svc].lips;
@@ -624,6 +723,8 @@ impl Worker {
             self.peers.learn(c.caddr, src);
         }
         match mode {
+            // Templates carry no packets: their keys use a protocol byte no packet has.
+            Mode::Template => return Verdict::Drop(DropReason::NoService),
             Mode::Dr => fwd::dr::rewrite(pkt.data_mut(), port_mac, mac),
             Mode::Nat => {
                 let f = pkt.data_mut();

@@ -105,6 +105,10 @@ pub struct ServiceView {
     pub flags: Vec<rvs_config::SchedFlag>,
     /// FullNAT local addresses: indexes into [`Snapshot::lips`].
     pub lips: Vec<u16>,
+    /// Firewall mark of a `-f` service.
+    pub fwmark: Option<u32>,
+    /// Persistence: template timeout (seconds) and client netmask (host order).
+    pub persistence: Option<(u32, u32)>,
 }
 
 impl ServiceView {
@@ -156,7 +160,13 @@ pub struct Snapshot {
     /// Every FullNAT local address of every service (deduplicated).
     pub lips: Vec<Ipv4Addr>,
     routes: Vec<RouteView>,
+    /// Mark rules: (protocol, destination, ports, mark), in profile order.
+    marks: Vec<MarkRule>,
+    /// (mark, service index), sorted.
+    mark_index: Vec<(u32, u16)>,
 }
+
+type MarkRule = (u8, Ipv4Prefix, Vec<rvs_config::PortRange>, u32);
 
 #[inline]
 fn service_key(proto: u8, vip: Ipv4Addr, port: u16) -> u64 {
@@ -216,28 +226,23 @@ impl Snapshot {
         for svc in &profile.services {
             let key = svc.key();
             let what = format!("service {key}");
+            // A firewall-mark service matches any address its rules cover: `vip` stays
+            // unspecified and the protocol is that of its rules.
             let (proto, vip, port) = match key {
                 ServiceKey::Addr {
                     protocol,
                     vip,
                     port,
                 } => (proto_number(protocol), vip, port),
-                ServiceKey::Fwmark(_) => {
-                    return Err(SnapshotError::Unsupported {
-                        what,
-                        why: "firewall-mark services are not implemented by this dataplane yet"
-                            .into(),
-                    });
+                ServiceKey::Fwmark(m) => {
+                    let proto = profile
+                        .fwmarks
+                        .iter()
+                        .find(|r| r.mark == m)
+                        .map_or(ip_proto::TCP, |r| proto_number(r.protocol));
+                    (proto, Ipv4Addr::UNSPECIFIED, 0)
                 }
             };
-            if port == 0 || svc.persistence.is_some() {
-                return Err(SnapshotError::Unsupported {
-                    what,
-                    why:
-                        "persistence and port-0 services are not implemented by this dataplane yet"
-                            .into(),
-                });
-            }
             let mut dests = Vec::with_capacity(svc.servers.len());
             for s in &svc.servers {
                 let swhat = format!("{what} server {}", s.address);
@@ -287,6 +292,8 @@ impl Snapshot {
                 dests,
                 flags: svc.flags.clone(),
                 lips: svc_lips,
+                fwmark: svc.fwmark,
+                persistence: svc.persistence.map(|p| (p.timeout, p.netmask.to_bits())),
             };
             // The VIP is answered by ARP on the ports whose connected prefix holds it; a VIP
             // outside every prefix is expected to be routed to a DIP by the upstream router.
@@ -295,7 +302,7 @@ impl Snapshot {
                     p.arp_addresses.push(vip);
                 }
             }
-            if !local.contains(&vip) {
+            if view.fwmark.is_none() && !local.contains(&vip) {
                 local.push(vip);
             }
             services.push(view);
@@ -316,9 +323,43 @@ impl Snapshot {
         let mut index: Vec<(u64, u16)> = services
             .iter()
             .enumerate()
+            .filter(|(_, s)| s.fwmark.is_none())
             .map(|(i, s)| (service_key(s.proto, s.vip, s.port), i as u16))
             .collect();
         index.sort_unstable();
+        let mut mark_index: Vec<(u32, u16)> = services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.fwmark.map(|m| (m, i as u16)))
+            .collect();
+        mark_index.sort_unstable();
+        let marks = profile
+            .fwmarks
+            .iter()
+            .map(|r| {
+                (
+                    proto_number(r.protocol),
+                    r.destination,
+                    r.ports.clone(),
+                    r.mark,
+                )
+            })
+            .collect();
+        // Addresses of /32 mark rules with a service are the director's too (ARP, ping), as
+        // the VIPs an iptables-marking director would hold.
+        for r in &profile.fwmarks {
+            if r.destination.len == 32 && mark_index.iter().any(|&(m, _)| m == r.mark) {
+                let a = r.destination.addr;
+                for p in ports.iter_mut() {
+                    if p.addresses.iter().any(|x| x.contains(a)) && !p.arp_addresses.contains(&a) {
+                        p.arp_addresses.push(a);
+                    }
+                }
+                if !local.contains(&a) {
+                    local.push(a);
+                }
+            }
+        }
 
         Ok(Snapshot {
             ports,
@@ -329,10 +370,37 @@ impl Snapshot {
             neigh: Arc::new(NeighTable::new(neigh_entries)),
             lips,
             routes,
+            marks,
+            mark_index,
         })
     }
 
-    /// The service for a packet's (protocol, destination, destination port).
+    /// The service a new connection belongs to, as IPVS looks it up: a firewall-mark service
+    /// whose rules match the packet first, then (protocol, VIP, port), then the VIP's port-0
+    /// service.
+    #[inline]
+    pub fn classify(&self, proto: u8, daddr: Ipv4Addr, dport: u16) -> Option<usize> {
+        if !self.mark_index.is_empty()
+            && let Some(m) = self.mark_of(proto, daddr, dport)
+            && let Ok(i) = self.mark_index.binary_search_by_key(&m, |&(k, _)| k)
+        {
+            return Some(self.mark_index[i].1 as usize);
+        }
+        self.service(proto, daddr, dport)
+            .or_else(|| self.service(proto, daddr, 0))
+    }
+
+    /// The mark the profile's rules give a packet, if any.
+    pub fn mark_of(&self, proto: u8, daddr: Ipv4Addr, dport: u16) -> Option<u32> {
+        self.marks
+            .iter()
+            .find(|(p, dst, ports, _)| {
+                *p == proto && dst.contains(daddr) && ports.iter().any(|r| r.contains(dport))
+            })
+            .map(|r| r.3)
+    }
+
+    /// The service for a packet's (protocol, destination, destination port), exactly.
     #[inline]
     pub fn service(&self, proto: u8, daddr: Ipv4Addr, dport: u16) -> Option<usize> {
         let k = service_key(proto, daddr, dport);
@@ -360,9 +428,16 @@ impl Snapshot {
         self.lips.iter().position(|&l| l == ip)
     }
 
-    /// Whether a VIP of some service is `ip` (any protocol or port).
+    /// Whether `ip` is a VIP of some service (any protocol or port) or an address a
+    /// firewall-mark service's rules cover.
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
-        self.services.iter().any(|s| s.vip == ip)
+        self.services
+            .iter()
+            .any(|s| s.fwmark.is_none() && s.vip == ip)
+            || self
+                .marks
+                .iter()
+                .any(|(_, dst, _, m)| dst.contains(ip) && self.mark_index.iter().any(|x| x.0 == *m))
     }
 }
 
@@ -527,14 +602,36 @@ services:
     }
 
     #[test]
-    fn what_this_build_cannot_run_is_refused_by_name() {
+    fn marks_port_zero_and_persistence() {
         let text = PROFILE.replacen(
-            "    scheduler: rr\n",
-            "    scheduler: rr\n    persistence: { timeout: 300 }\n",
+            "services:\n",
+            "fwmarks:\n  - { mark: 8, protocol: tcp, destination: \"10.0.0.200/32\", ports: [80, 443, \"8000-8010\"] }\n\
+             services:\n  - fwmark: 8\n    scheduler: rr\n    persistence: { timeout: 600, netmask: 255.255.255.0 }\n\
+             \x20   servers: [{ address: 10.0.0.12 }]\n\
+             \x20 - { vip: 10.0.0.100, port: 0, protocol: tcp, scheduler: rr, persistence: {}, servers: [{ address: 10.0.0.12 }] }\n",
             1,
         );
-        let p = Profile::parse(&text, "t.yaml").unwrap();
-        let err = Snapshot::build(&p, &[MacAddr([2; 6]), MacAddr([3; 6])]).unwrap_err();
-        assert!(err.to_string().contains("persistence"), "{err}");
+        let p = Profile::parse(&text, "t.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let s = Snapshot::build(&p, &[MacAddr([2; 6]), MacAddr([3; 6])]).unwrap();
+        let vip200 = Ipv4Addr::new(10, 0, 0, 200);
+        assert_eq!(s.mark_of(ip_proto::TCP, vip200, 8005), Some(8));
+        assert_eq!(s.mark_of(ip_proto::UDP, vip200, 80), None);
+        assert_eq!(
+            s.classify(ip_proto::TCP, vip200, 443),
+            Some(0),
+            "the -f service"
+        );
+        assert_eq!(s.classify(ip_proto::TCP, vip200, 22), None);
+        assert_eq!(s.services[0].persistence, Some((600, 0xffff_ff00)));
+        let vip = Ipv4Addr::new(10, 0, 0, 100);
+        assert_eq!(
+            s.classify(ip_proto::TCP, vip, 80),
+            Some(2),
+            "exact service first"
+        );
+        assert_eq!(s.classify(ip_proto::TCP, vip, 22), Some(1), "then port 0");
+        assert_eq!(s.services[1].persistence, Some((360, u32::MAX)));
+        assert!(s.is_vip(vip200) && s.is_local(vip200));
+        assert!(s.ports[0].arp_addresses.contains(&vip200));
     }
 }

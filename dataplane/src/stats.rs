@@ -163,6 +163,8 @@ pub struct Counters {
     pub icmp_frag_needed: u64,
     /// Connections expired by the timers.
     pub expired: u64,
+    /// Persistence templates created.
+    pub templates: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -188,7 +190,7 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 14;
+const SCALARS: usize = 15;
 
 /// Counters published for readers on other threads (single writer).
 #[derive(Debug, Default)]
@@ -215,6 +217,7 @@ impl SharedCounters {
             c.replies,
             c.icmp_frag_needed,
             c.expired,
+            c.templates,
         ]
     }
 
@@ -247,6 +250,7 @@ impl SharedCounters {
             replies: s[11],
             icmp_frag_needed: s[12],
             expired: s[13],
+            templates: s[14],
             drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
         }
     }
@@ -273,6 +277,7 @@ mod tests {
             replies: 12,
             icmp_frag_needed: 13,
             expired: 14,
+            templates: 15,
             ..Counters::default()
         };
         c.drop(DropReason::NoDest);

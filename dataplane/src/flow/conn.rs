@@ -12,7 +12,7 @@ use super::index::{Dir, FlowIndex, FlowKey, TableFull};
 use super::timer::{Fire, TimerWheel};
 
 /// One connection, as IPVS's `ip_vs_conn`: client, virtual, local and real-server endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn {
     /// Client address (host order).
     pub caddr: u32,
@@ -44,7 +44,14 @@ pub struct Conn {
     pub mode: u8,
     /// Whether it is counted in its server's active connections.
     pub active: bool,
+    /// The persistence template controlling this connection ([`NO_TEMPLATE`] if none).
+    pub template: u32,
+    /// For a template: how many connections it controls (it lives while this is non-zero).
+    pub controls: u32,
 }
+
+/// [`Conn::template`] of a connection without a persistence template.
+pub const NO_TEMPLATE: u32 = u32::MAX;
 
 /// How a connection is forwarded (the per-server mode, fixed at creation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +65,9 @@ pub enum Mode {
     Nat = 2,
     /// FullNAT.
     Fnat = 3,
+    /// A persistence template (IPVS's `IP_VS_CONN_F_TEMPLATE`): (client network, service) →
+    /// real server; carries no packets.
+    Template = 4,
 }
 
 impl Mode {
@@ -67,6 +77,7 @@ impl Mode {
             1 => Mode::Tun,
             2 => Mode::Nat,
             3 => Mode::Fnat,
+            4 => Mode::Template,
             _ => Mode::Dr,
         }
     }
@@ -74,6 +85,30 @@ impl Mode {
     /// Whether replies come back through the director.
     pub fn sees_replies(self) -> bool {
         matches!(self, Mode::Nat | Mode::Fnat)
+    }
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Conn {
+            caddr: 0,
+            vaddr: 0,
+            raddr: 0,
+            laddr: 0,
+            cport: 0,
+            vport: 0,
+            rport: 0,
+            lport: 0,
+            expires: 0,
+            service: 0,
+            dest: 0,
+            proto: 0,
+            state: 0,
+            mode: 0,
+            active: false,
+            template: NO_TEMPLATE,
+            controls: 0,
+        }
     }
 }
 
@@ -107,7 +142,7 @@ impl Conn {
                 sport: self.rport,
                 dport: self.lport,
             }),
-            Mode::Dr | Mode::Tun => None,
+            Mode::Dr | Mode::Tun | Mode::Template => None,
         }
     }
 }
@@ -241,7 +276,17 @@ impl ConnTable {
         self.gens[id as usize] = generation;
         self.conns[id as usize] = conn;
         self.used[id as usize] = true;
+        if conn.template != NO_TEMPLATE {
+            self.conns[conn.template as usize].controls += 1;
+        }
         Ok(id)
+    }
+
+    fn unlink(conns: &mut [Conn], c: &Conn) {
+        if c.template != NO_TEMPLATE {
+            let t = &mut conns[c.template as usize];
+            t.controls = t.controls.saturating_sub(1);
+        }
     }
 
     /// Removes connection `id` now (its deadline passed before its timer fired); returns it.
@@ -255,14 +300,21 @@ impl ConnTable {
             }
             self.used[id as usize] = false;
             self.free.push(id);
+            Self::unlink(&mut self.conns, &c);
         }
         c
     }
 
     /// Expires connections whose deadline passed by `now`, at most `budget` timer entries per
-    /// call; `on_expire` sees each expired connection before its slot is reused. Returns how
-    /// many connections expired.
-    pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&Conn)) -> usize {
+    /// call. `on_expire` sees each due connection first and may keep it with a new deadline
+    /// (`Some`: a persistence template still controlling connections); otherwise (`None`) it
+    /// is removed and its slot reused. Returns how many connections were removed.
+    pub fn expire(
+        &mut self,
+        now: u32,
+        budget: usize,
+        mut on_expire: impl FnMut(&Conn) -> Option<u32>,
+    ) -> usize {
         let conns = &mut self.conns;
         let used = &mut self.used;
         let gens = &self.gens;
@@ -278,13 +330,17 @@ impl ConnTable {
             if c.expires > now {
                 return Fire::Rearm(c.expires);
             }
+            if let Some(deadline) = on_expire(&c) {
+                conns[id as usize].expires = deadline;
+                return Fire::Rearm(deadline);
+            }
             index.remove(&c.in_key());
             if let Some(out) = c.out_key() {
                 index.remove(&out);
             }
-            on_expire(&c);
             used[id as usize] = false;
             free.push(id);
+            Self::unlink(conns, &c);
             expired += 1;
             Fire::Done
         });
@@ -354,14 +410,26 @@ mod tests {
         // Refresh the NAT connection; at t=10 only DR expires.
         t.get_mut(nat).expires = 20;
         let mut gone = vec![];
-        assert_eq!(t.expire(10, 100, |c| gone.push(c.caddr)), 1);
+        assert_eq!(
+            t.expire(10, 100, |c| {
+                gone.push(c.caddr);
+                None
+            }),
+            1
+        );
         assert_eq!(gone, [0x0b00_0001]);
         assert_eq!(t.lookup(&conn(1, Mode::Dr, 0).in_key()), None);
         assert!(t.lookup(&out).is_some());
         gone.clear();
-        assert_eq!(t.expire(20, 100, |c| gone.push(c.caddr)), 1);
+        assert_eq!(
+            t.expire(20, 100, |c| {
+                gone.push(c.caddr);
+                None
+            }),
+            1
+        );
         assert_eq!(t.lookup(&out), None, "reply tuple removed with it");
-        assert_eq!(t.expire(30, 100, |_| {}), 1);
+        assert_eq!(t.expire(30, 100, |_| None), 1);
         assert!(t.is_empty());
         assert_eq!(t.iter().count(), 0);
     }
@@ -372,7 +440,7 @@ mod tests {
         t.create(conn(1, Mode::Dr, 5)).unwrap();
         t.create(conn(2, Mode::Dr, 5)).unwrap();
         assert_eq!(t.create(conn(3, Mode::Dr, 5)), Err(CreateError::NoSlot));
-        assert_eq!(t.expire(5, 10, |_| {}), 2);
+        assert_eq!(t.expire(5, 10, |_| None), 2);
         t.create(conn(3, Mode::Dr, 9)).expect("slot reused");
     }
 
@@ -392,7 +460,37 @@ mod tests {
             0
         );
         assert_eq!(t.len(), 1);
-        assert_eq!(t.expire(50, 10, |_| {}), 1);
+        assert_eq!(t.expire(50, 10, |_| None), 1);
+    }
+
+    #[test]
+    fn a_template_lives_while_it_controls_connections() {
+        let mut t = ConnTable::new(8, [1, 1], 0);
+        let mut tmpl = conn(100, Mode::Template, 10);
+        tmpl.proto = 0x86;
+        tmpl.cport = 0;
+        let tid = t.create(tmpl).unwrap();
+        let mut c = conn(1, Mode::Dr, 30);
+        c.template = tid;
+        let cid = t.create(c).unwrap();
+        assert_eq!(t.get(tid).controls, 1);
+        // At 10 the template is due but controls a connection: the caller keeps it.
+        let mut asked = 0;
+        assert_eq!(
+            t.expire(10, 10, |x| {
+                asked += 1;
+                (x.controls > 0).then_some(40)
+            }),
+            0
+        );
+        assert_eq!(asked, 1);
+        assert_eq!(t.get(tid).expires, 40);
+        // The connection goes at 30 and releases the template, which goes at 40.
+        assert_eq!(t.expire(30, 10, |x| (x.controls > 0).then_some(99)), 1);
+        assert_eq!(t.get(tid).controls, 0);
+        assert!(t.lookup(&t.get(cid).in_key()).is_none());
+        assert_eq!(t.expire(40, 10, |x| (x.controls > 0).then_some(99)), 1);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -12,5 +12,5 @@ mod index;
 pub mod tcp;
 pub mod timer;
 
-pub use conn::{Conn, ConnTable, CreateError, Mode};
+pub use conn::{Conn, ConnTable, CreateError, Mode, NO_TEMPLATE};
 pub use index::{BUCKET_SLOTS, Dir, FlowIndex, FlowKey, MAX_KICKS, TableFull};
