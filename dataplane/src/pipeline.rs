@@ -21,7 +21,7 @@ use crate::fwd::{self, fnat::PortPool, nat, tun};
 use crate::neigh::NeighEvent;
 use crate::sched::{self, DestLoad, Sched, SchedInput};
 use crate::snapshot::{NextHop, Snapshot};
-use crate::stats::{Counters, DropReason};
+use crate::stats::{Counters, DropReason, TrafficCounters};
 use crate::wire::{
     ArpPacket, EthernetFrame, IcmpV4Packet, Ipv4Packet, MacAddr, TcpPacket, UdpPacket, arp_op,
     checksum, ether_type, icmp_type, ip_proto, make_reply_in_place,
@@ -166,7 +166,32 @@ pub struct Worker {
     peers: PeerCache,
     /// This worker's counters.
     pub counters: Counters,
+    /// Per service, per real server traffic (service totals are the sums).
+    traffic: Vec<Vec<TrafficCounters>>,
     events: Arc<ArrayQueue<NeighEvent>>,
+}
+
+/// One tracked connection as `ipvsadm -Lnc` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// IP protocol (0x80 bit set for persistence templates, as IPVS shows them as `IP`).
+    pub proto: u8,
+    /// State name (`ESTABLISHED`, `SYN_RECV`, … `NONE` for templates).
+    pub state: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u32,
+    /// Client (for a template: the client network).
+    pub client: (Ipv4Addr, u16),
+    /// Virtual address and port (for a mark template: the mark as an address).
+    pub virtual_: (Ipv4Addr, u16),
+    /// Real server.
+    pub dest: (Ipv4Addr, u16),
+    /// FullNAT local address and port.
+    pub local: Option<(Ipv4Addr, u16)>,
+    /// Service index.
+    pub service: u16,
+    /// Whether this is a persistence template.
+    pub template: bool,
 }
 
 impl Worker {
@@ -211,6 +236,11 @@ impl Worker {
             next_lip: vec![0; snap.services.len()],
             peers: PeerCache::new(),
             counters: Counters::default(),
+            traffic: snap
+                .services
+                .iter()
+                .map(|s| vec![TrafficCounters::default(); s.dests.len()])
+                .collect(),
             events,
             snap,
         }
@@ -224,6 +254,59 @@ impl Worker {
     /// The connection table (for listings and tests).
     pub fn conns(&self) -> &ConnTable {
         &self.conns
+    }
+
+    /// Traffic of real server `dest` of service `svc` on this worker.
+    pub fn dest_traffic(&self, svc: usize, dest: usize) -> TrafficCounters {
+        self.traffic[svc][dest]
+    }
+
+    /// Traffic of service `svc` on this worker (the sum over its servers).
+    pub fn service_traffic(&self, svc: usize) -> TrafficCounters {
+        let mut t = TrafficCounters::default();
+        for d in &self.traffic[svc] {
+            t.add(d);
+        }
+        t
+    }
+
+    /// Persistence templates pointing at each real server of service `svc` (ipvsadm's
+    /// `--persistent-conn` column). A full scan: off the hot path.
+    pub fn persistent_counts(&self, svc: usize) -> Vec<u32> {
+        let mut n = vec![0u32; self.traffic[svc].len()];
+        for (_, c) in self.conns.iter() {
+            if Mode::from_u8(c.mode) == Mode::Template && c.service as usize == svc {
+                if let Some(x) = n.get_mut(c.dest as usize) {
+                    *x += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Every tracked connection and template at time `now`, for listings (`ipvsadm -Lnc`).
+    /// A full scan: off the hot path.
+    pub fn connections(&self, now: u32) -> impl Iterator<Item = ConnInfo> + '_ {
+        self.conns.iter().map(move |(_, c)| {
+            let template = Mode::from_u8(c.mode) == Mode::Template;
+            let state = if template {
+                "NONE"
+            } else {
+                State::from_u8(c.state).name()
+            };
+            ConnInfo {
+                proto: c.proto,
+                state,
+                expires_in: c.expires.saturating_sub(now),
+                client: (Ipv4Addr::from_bits(c.caddr), c.cport),
+                virtual_: (Ipv4Addr::from_bits(c.vaddr), c.vport),
+                dest: (Ipv4Addr::from_bits(c.raddr), c.rport),
+                local: (Mode::from_u8(c.mode) == Mode::Fnat)
+                    .then(|| (Ipv4Addr::from_bits(c.laddr), c.lport)),
+                service: c.service,
+                template,
+            }
+        })
     }
 
     /// The scheduler's view of service `svc`'s servers (weights, flags, counts).
@@ -502,9 +585,19 @@ impl Worker {
             let dest = &self.snap.services[svc].dests[d];
             sched::update_overload(l, dest.upper, dest.lower);
         }
+        let t = &mut self.traffic[conn.service as usize][conn.dest as usize];
+        let len = u64::from(l4.total_len);
         match dir {
-            Dir::In => self.forward(pkt, in_port, &conn, l4),
-            Dir::Out => self.reply(pkt, &conn),
+            Dir::In => {
+                t.in_packets += 1;
+                t.in_bytes += len;
+                self.forward(pkt, in_port, &conn, l4)
+            }
+            Dir::Out => {
+                t.out_packets += 1;
+                t.out_bytes += len;
+                self.reply(pkt, &conn)
+            }
         }
     }
 
@@ -606,6 +699,10 @@ impl Worker {
         }
         sched::update_overload(l, dest.upper, dest.lower);
         self.counters.connections += 1;
+        let t = &mut self.traffic[svc][d];
+        t.conns += 1;
+        t.in_packets += 1;
+        t.in_bytes += u64::from(l4.total_len);
         self.forward(pkt, in_port, &conn, l4)
     }
 

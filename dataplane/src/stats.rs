@@ -304,3 +304,31 @@ mod tests {
         assert_eq!(names.len(), DropReason::COUNT);
     }
 }
+
+/// Traffic of one virtual service or one real server, as `ipvsadm --stats` shows it: new
+/// connections, and packets and bytes in (client → server) and out (server → client, seen only
+/// for NAT and FullNAT).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficCounters {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets client → server.
+    pub in_packets: u64,
+    /// Bytes client → server.
+    pub in_bytes: u64,
+    /// Packets server → client.
+    pub out_packets: u64,
+    /// Bytes server → client.
+    pub out_bytes: u64,
+}
+
+impl TrafficCounters {
+    /// Adds `other` (summing workers, or servers into a service).
+    pub fn add(&mut self, other: &TrafficCounters) {
+        self.conns += other.conns;
+        self.in_packets += other.in_packets;
+        self.in_bytes += other.in_bytes;
+        self.out_packets += other.out_packets;
+        self.out_bytes += other.out_bytes;
+    }
+}

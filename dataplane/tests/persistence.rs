@@ -204,3 +204,37 @@ fn mark_service_persists_across_marked_ports_only() {
         "22 is not marked: no service (the address is the director's)"
     );
 }
+
+/// What the control plane will list (`ipvsadm -Lnc`, `--stats`, `--persistent-conn`).
+#[test]
+fn connections_templates_and_traffic_are_listed() {
+    let mut w = worker();
+    let a = Ipv4Addr::new(198, 51, 100, 7);
+    assert_eq!(server(&mut w, a, 40000, VIP, 80, 10), Ok(0));
+    let mut ack = tcp(a, 40000, VIP, 80, tcp_flag::ACK);
+    assert_eq!(w.process(&mut ack, 0, 11), Verdict::Tx(0));
+    let mut list: Vec<_> = w.connections(20).collect();
+    list.sort_by_key(|c| c.template);
+    assert_eq!(list.len(), 2);
+    let conn = &list[0];
+    assert!(!conn.template);
+    assert_eq!(conn.state, "ESTABLISHED");
+    assert_eq!(conn.expires_in, 11 + 900 - 20);
+    assert_eq!(conn.client, (a, 40000));
+    assert_eq!(conn.virtual_, (VIP, 80));
+    assert_eq!(conn.dest, (RS[0], 80));
+    let tmpl = &list[1];
+    assert!(tmpl.template);
+    assert_eq!(tmpl.state, "NONE");
+    assert_eq!(
+        tmpl.client.0,
+        Ipv4Addr::new(198, 51, 100, 0),
+        "the client network"
+    );
+    assert_eq!(tmpl.expires_in, 10 + 300 - 20);
+    assert_eq!(w.persistent_counts(0), [1, 0, 0]);
+    let t = w.dest_traffic(0, 0);
+    assert_eq!((t.conns, t.in_packets, t.in_bytes), (1, 2, 80));
+    assert_eq!(w.service_traffic(0), t);
+    assert_eq!(w.service_traffic(1).conns, 0);
+}
