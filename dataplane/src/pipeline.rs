@@ -275,10 +275,11 @@ impl Worker {
     pub fn persistent_counts(&self, svc: usize) -> Vec<u32> {
         let mut n = vec![0u32; self.traffic[svc].len()];
         for (_, c) in self.conns.iter() {
-            if Mode::from_u8(c.mode) == Mode::Template && c.service as usize == svc {
-                if let Some(x) = n.get_mut(c.dest as usize) {
-                    *x += 1;
-                }
+            if Mode::from_u8(c.mode) == Mode::Template
+                && c.service as usize == svc
+                && let Some(x) = n.get_mut(c.dest as usize)
+            {
+                *x += 1;
             }
         }
         n
