@@ -79,6 +79,10 @@ pub struct Dataplane {
     /// Flow-table capacity per worker.
     #[serde(default = "default_flows_per_worker")]
     pub flows_per_worker: u32,
+    /// Let lcores beyond the machine's CPU count share CPUs (lcore L runs on CPU L mod N).
+    /// For labs and tests on small machines; poll-mode lcores sharing a CPU halve each other.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share_cpus: bool,
 }
 
 fn default_flows_per_worker() -> u32 {

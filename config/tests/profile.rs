@@ -196,6 +196,7 @@ fn built_profile_round_trips() {
             main_lcore: 3,
             workers: vec![4, 5],
             flows_per_worker: 4096,
+            share_cpus: true,
         },
         ports: vec![Port {
             name: "p0".into(),

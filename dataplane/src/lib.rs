@@ -11,6 +11,7 @@ pub mod fwd;
 pub mod io;
 pub mod neigh;
 pub mod pipeline;
+pub mod redirect;
 pub mod sched;
 pub mod snapshot;
 pub mod stats;

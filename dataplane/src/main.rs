@@ -64,7 +64,7 @@ fn main() -> ExitCode {
                 let drops: Vec<String> =
                     c.drop_reasons().map(|(r, n)| format!("{r}={n}")).collect();
                 println!(
-                    "worker lcore {lcore}: rx {} pkts {} bytes, tx {} pkts, forwarded {}, connections {}, arp replies {}, arp learned {}, icmp echo replies {}, nat replies {}, icmp frag needed {}, expired {}, control tx {}, events lost {}, drops {} [{}]",
+                    "worker lcore {lcore}: rx {} pkts {} bytes, tx {} pkts, forwarded {}, connections {}, arp replies {}, arp learned {}, icmp echo replies {}, nat replies {}, icmp frag needed {}, expired {}, handoffs {}, control tx {}, events lost {}, drops {} [{}]",
                     c.rx_packets,
                     c.rx_bytes,
                     c.tx_packets,
@@ -76,6 +76,7 @@ fn main() -> ExitCode {
                     c.replies,
                     c.icmp_frag_needed,
                     c.expired,
+                    c.handoffs,
                     c.control_tx,
                     c.events_lost,
                     c.total_drops(),

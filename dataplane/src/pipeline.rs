@@ -19,6 +19,7 @@ use crate::flow::tcp::{self, Direction, State};
 use crate::flow::{Conn, ConnTable, CreateError, Dir, FlowKey, Mode, NO_TEMPLATE};
 use crate::fwd::{self, fnat::PortPool, nat, tun};
 use crate::neigh::NeighEvent;
+use crate::redirect::Redirect;
 use crate::sched::{self, DestLoad, Sched, SchedInput};
 use crate::snapshot::{NextHop, Snapshot};
 use crate::stats::{Counters, DropReason, TrafficCounters};
@@ -74,6 +75,8 @@ pub enum Verdict {
     Drop(DropReason),
     /// Fully handled, nothing to send (e.g. an ARP reply that was learned); free it.
     Consumed,
+    /// Belongs to a connection another worker owns: hand it to that worker.
+    Handoff(u16),
 }
 
 /// Client MACs learned from requests, for replies to on-link clients (NAT and FullNAT): a
@@ -112,6 +115,8 @@ struct Accounts<'a> {
     loads: &'a mut Vec<Vec<DestLoad>>,
     lports: &'a mut Vec<PortPool>,
     snap: &'a Snapshot,
+    redirect: Option<&'a Redirect>,
+    id: u16,
 }
 
 impl Accounts<'_> {
@@ -134,6 +139,11 @@ impl Accounts<'_> {
             && let Some(i) = self.snap.lip_index(Ipv4Addr::from_bits(c.laddr))
         {
             self.lports[i].give_back(c.lport);
+        }
+        if Mode::from_u8(c.mode) == Mode::Nat
+            && let (Some(r), Some(out)) = (self.redirect, c.out_key())
+        {
+            r.remove(&out, self.id);
         }
     }
 }
@@ -169,6 +179,8 @@ pub struct Worker {
     /// Per service, per real server traffic (service totals are the sums).
     traffic: Vec<Vec<TrafficCounters>>,
     events: Arc<ArrayQueue<NeighEvent>>,
+    workers: u16,
+    redirect: Option<Arc<Redirect>>,
 }
 
 /// One tracked connection as `ipvsadm -Lnc` lists it.
@@ -243,7 +255,28 @@ impl Worker {
                 .collect(),
             events,
             snap,
+            workers: workers.max(1),
+            redirect: None,
         }
+    }
+
+    /// Shares `redirect`, the table that tells workers which of them owns a NAT reply tuple
+    /// (needed with more than one worker).
+    pub fn with_redirect(mut self, redirect: Arc<Redirect>) -> Worker {
+        self.redirect = Some(redirect);
+        self
+    }
+
+    /// The worker that owns the connection a packet with `key` (not found here) belongs to,
+    /// when that can be known: a FullNAT reply by its local port, a NAT reply by the redirect
+    /// table.
+    #[inline]
+    fn owner_of(&self, key: &FlowKey) -> Option<u16> {
+        let dst = Ipv4Addr::from_bits(key.daddr);
+        if self.snap.lip_index(dst).is_some() {
+            return (key.dport >= fwd::fnat::FIRST_PORT).then(|| key.dport % self.workers);
+        }
+        self.redirect.as_ref()?.lookup(key)
     }
 
     /// The snapshot in use.
@@ -340,6 +373,8 @@ impl Worker {
             loads: &mut self.loads,
             lports: &mut self.lports,
             snap: &self.snap,
+            redirect: self.redirect.as_deref(),
+            id: self.id,
         };
         self.conns.expire(now, budget, |c| {
             if Mode::from_u8(c.mode) == Mode::Template {
@@ -369,6 +404,8 @@ impl Worker {
             loads: &mut self.loads,
             lports: &mut self.lports,
             snap: &self.snap,
+            redirect: self.redirect.as_deref(),
+            id: self.id,
         }
     }
 
@@ -482,6 +519,12 @@ impl Worker {
                 let c = self.conns.remove(id);
                 self.release(&c);
                 self.counters.expired += 1;
+            }
+            if self.workers > 1
+                && let Some(owner) = self.owner_of(&key)
+                && owner != self.id
+            {
+                return Verdict::Handoff(owner);
             }
             if let Some(svc) = self.snap.classify(proto, dst, dport) {
                 return self.new_conn(pkt, in_port, svc, &l4, now);
@@ -691,6 +734,12 @@ impl Worker {
                 CreateError::NoSlot | CreateError::IndexFull => DropReason::FlowTableFull,
                 CreateError::Collision => DropReason::NatCollision,
             });
+        }
+        if mode == Mode::Nat
+            && let (Some(r), Some(out)) = (&self.redirect, conn.out_key())
+            && !r.insert(&out, self.id)
+        {
+            self.counters.redirects_lost += 1;
         }
         let l = &mut self.loads[svc][d];
         if conn.active {

@@ -58,11 +58,13 @@ pub enum DropReason {
     NoHeadroom,
     /// No route to the destination of a reply.
     NoRoute,
+    /// The owning worker's handoff ring was full.
+    HandoffFull,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -87,6 +89,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::NoHeadroom,
         DropReason::NoRoute,
+        DropReason::HandoffFull,
     ];
 
     /// Stable snake-case name (for logs, metrics and the API).
@@ -113,6 +116,7 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::NoHeadroom => "no_headroom",
             DropReason::NoRoute => "no_route",
+            DropReason::HandoffFull => "handoff_full",
         }
     }
 
@@ -165,6 +169,10 @@ pub struct Counters {
     pub expired: u64,
     /// Persistence templates created.
     pub templates: u64,
+    /// Packets handed to the worker owning their connection.
+    pub handoffs: u64,
+    /// NAT connections whose reply tuple found no room in the redirect table.
+    pub redirects_lost: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -190,7 +198,7 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 15;
+const SCALARS: usize = 17;
 
 /// Counters published for readers on other threads (single writer).
 #[derive(Debug, Default)]
@@ -218,6 +226,8 @@ impl SharedCounters {
             c.icmp_frag_needed,
             c.expired,
             c.templates,
+            c.handoffs,
+            c.redirects_lost,
         ]
     }
 
@@ -251,6 +261,8 @@ impl SharedCounters {
             icmp_frag_needed: s[12],
             expired: s[13],
             templates: s[14],
+            handoffs: s[15],
+            redirects_lost: s[16],
             drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
         }
     }
@@ -278,6 +290,8 @@ mod tests {
             icmp_frag_needed: 13,
             expired: 14,
             templates: 15,
+            handoffs: 16,
+            redirects_lost: 17,
             ..Counters::default()
         };
         c.drop(DropReason::NoDest);

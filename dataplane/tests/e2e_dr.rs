@@ -97,6 +97,7 @@ fn dr_lab_balances_real_tcp_in_exact_rr_and_wrr_order() {
         .lab
         .interrupt("dp", Duration::from_secs(20))
         .expect("stop");
+    eprintln!("{summary}");
     assert_eq!(code, Some(0), "clean exit on SIGINT:\n{summary}");
     assert_eq!(counter(&summary, "connections"), 13, "{summary}");
     assert!(counter(&summary, "forwarded") >= 13 * 4 + 10, "{summary}");

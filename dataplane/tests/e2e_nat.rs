@@ -124,6 +124,7 @@ fn nat_and_fullnat_carry_real_tcp_both_ways() {
         .lab
         .interrupt("dp", Duration::from_secs(20))
         .expect("stop");
+    eprintln!("{summary}");
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(counter(&summary, "connections"), 12, "{summary}");
     assert!(

@@ -69,6 +69,7 @@ fn tunnel_mode_with_decapsulating_real_servers_and_path_mtu() {
         .lab
         .interrupt("dp", Duration::from_secs(20))
         .expect("stop");
+    eprintln!("{summary}");
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(counter(&summary, "connections"), 6, "{summary}");
     assert!(counter(&summary, "icmp frag needed") >= 1, "{summary}");

@@ -822,6 +822,7 @@ fn expected_counters(cases: &[Case]) -> Counters {
     let mut flows = HashSet::new();
     for c in cases {
         match c.verdict {
+            Verdict::Handoff(w) => panic!("one worker never hands off (to {w})"),
             Verdict::Drop(r) => want.drop(r),
             Verdict::Consumed => {}
             Verdict::Tx(_) if ethertype(&c.frame) == ether_type::ARP => want.arp_replies += 1,
@@ -870,7 +871,7 @@ fn fixture_table() {
     assert_eq!(verdicts, cases.len(), "one counted verdict per frame");
     // Every reason the pipeline gives for a single DR frame has a fixture here; the stateful
     // ones have their own tests, the NAT/FullNAT/tunnel ones are in tests/modes.rs, and TxFull
-    // belongs to the I/O layer.
+    // and HandoffFull belong to the I/O layer.
     let own_tests = [
         DropReason::Fragment,
         DropReason::EventQueueFull,
@@ -882,6 +883,7 @@ fn fixture_table() {
         DropReason::TooBig,
         DropReason::NoHeadroom,
         DropReason::NoRoute,
+        DropReason::HandoffFull,
     ];
     for r in DropReason::ALL {
         if !own_tests.contains(&r) {
@@ -1256,6 +1258,7 @@ fn check_call(w: &mut Worker, q: &ArrayQueue<NeighEvent>, frame: &[u8]) -> Verdi
     let after = w.counters;
     assert_eq!(out.len(), frame.len());
     match v {
+        Verdict::Handoff(w) => panic!("one worker never hands off (to {w})"),
         Verdict::Drop(r) => {
             assert_eq!(after.total_drops(), before.total_drops() + 1, "{v:?}");
             assert_eq!(
@@ -1408,6 +1411,7 @@ proptest! {
         let (mut tx, mut consumed) = (0u64, 0u64);
         for f in &frames {
             match check_call(&mut w, &q, f) {
+                Verdict::Handoff(w) => panic!("one worker never hands off (to {w})"),
                 Verdict::Tx(_) => tx += 1,
                 Verdict::Consumed => consumed += 1,
                 Verdict::Drop(_) => {}
@@ -1424,6 +1428,7 @@ proptest! {
         let (mut tx, mut consumed) = (0u64, 0u64);
         for f in &frames {
             match check_call(&mut w, &q, f) {
+                Verdict::Handoff(w) => panic!("one worker never hands off (to {w})"),
                 Verdict::Tx(_) => tx += 1,
                 Verdict::Consumed => consumed += 1,
                 Verdict::Drop(_) => {}

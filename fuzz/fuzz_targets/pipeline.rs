@@ -54,5 +54,6 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(frame.len(), before.len());
         }
         Verdict::Consumed => assert_eq!(drops, 0),
+        Verdict::Handoff(w) => panic!("one worker never hands off (to {w})"),
     }
 });

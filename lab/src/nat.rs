@@ -123,15 +123,23 @@ impl NatLab {
         services: &[(Ipv4Addr, &str, &str, &[Ipv4Addr])],
         workers: &[u32],
     ) -> String {
+        let n = workers.len();
         let workers = workers
             .iter()
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(", ");
+        // Several workers: one af_packet socket per worker (fanout by flow hash), and lcores
+        // beyond this machine's CPUs share them.
+        let (qpairs, share) = if n > 1 {
+            (format!(",qpairs={n}"), "  share_cpus: true\n")
+        } else {
+            (String::new(), "")
+        };
         let mut y = format!(
-            "dataplane:\n  eal: [\"-m\", \"128\", \"--log-level=*:warning\"]\n  main_lcore: 0\n  workers: [{workers}]\n  flows_per_worker: 65536\n\
-             ports:\n  - {{ name: ext, device: \"net_af_packet0,iface=d0\", addresses: [\"{}/24\"] }}\n\
-             \x20 - {{ name: int, device: \"net_af_packet1,iface=d1\", addresses: [\"{}/24\"] }}\n\
+            "dataplane:\n  eal: [\"-m\", \"128\", \"--log-level=*:warning\"]\n  main_lcore: 0\n  workers: [{workers}]\n  flows_per_worker: 65536\n{share}\
+             ports:\n  - {{ name: ext, device: \"net_af_packet0,iface=d0{qpairs}\", addresses: [\"{}/24\"] }}\n\
+             \x20 - {{ name: int, device: \"net_af_packet1,iface=d1{qpairs}\", addresses: [\"{}/24\"] }}\n\
              services:\n",
             self.dip_ext, self.dip_int
         );

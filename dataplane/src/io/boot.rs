@@ -16,9 +16,10 @@ use crossbeam::queue::ArrayQueue;
 use dpdk::{Eal, LcoreId, Mbuf, Mempool, Port, PortConf, Ring};
 use rvs_config::Profile;
 
-use crate::io::lcore::{MainLoop, PortStatsLine, WorkerLoop};
+use crate::io::lcore::{Handoff, MainLoop, PortStatsLine, WorkerLoop};
 use crate::neigh::NeighEvent;
 use crate::pipeline::Worker;
+use crate::redirect::Redirect;
 use crate::snapshot::Snapshot;
 use crate::stats::SharedCounters;
 use crate::wire::MacAddr;
@@ -88,16 +89,29 @@ pub fn eal_args(profile: &Profile) -> Vec<String> {
     };
     let mut lcores = vec![dp.main_lcore];
     lcores.extend(&dp.workers);
-    let mut args = vec![
-        "-l".to_owned(),
-        lcores
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-        "--main-lcore".to_owned(),
-        dp.main_lcore.to_string(),
-    ];
+    let cpus = cpu_count();
+    let mut args = if dp.share_cpus && lcores.iter().any(|&l| l >= cpus) {
+        // lcore L on CPU L mod N: `--lcores 0@0,1@1,2@1`.
+        vec![
+            "--lcores".to_owned(),
+            lcores
+                .iter()
+                .map(|l| format!("{l}@{}", l % cpus))
+                .collect::<Vec<_>>()
+                .join(","),
+        ]
+    } else {
+        vec![
+            "-l".to_owned(),
+            lcores
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ]
+    };
+    args.push("--main-lcore".to_owned());
+    args.push(dp.main_lcore.to_string());
     args.extend(eal.iter().cloned());
     if !has("--in-memory") && !has("--file-prefix") {
         args.push("--in-memory".into());
@@ -123,6 +137,11 @@ pub fn eal_args(profile: &Profile) -> Vec<String> {
         }
     }
     args
+}
+
+/// CPUs this process may run on.
+pub fn cpu_count() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as u32
 }
 
 /// Whether devargs name a PCI device (`0000:01:00.0` or `01:00.0`, maybe with `,options`).
@@ -177,12 +196,12 @@ pub fn free_hugepage_mib() -> u64 {
 
 /// Checks what the EAL would otherwise fail on with a less helpful message.
 pub fn check_host(profile: &Profile) -> Result<(), BootError> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let cpus = cpu_count();
     let dp = &profile.dataplane;
     for &l in std::iter::once(&dp.main_lcore).chain(&dp.workers) {
-        if l >= cpus {
+        if l >= cpus && !dp.share_cpus {
             return Err(BootError::Host(format!(
-                "lcore {l} does not exist here: this machine has CPUs 0-{} (fix dataplane.main_lcore / dataplane.workers)",
+                "lcore {l} does not exist here: this machine has CPUs 0-{} (fix dataplane.main_lcore / dataplane.workers, or set dataplane.share_cpus to run lcores on shared CPUs)",
                 cpus - 1
             )));
         }
@@ -356,6 +375,24 @@ fn run_with_eal(
 
     let hz = dpdk::tsc_hz();
     let tsc0 = dpdk::rdtsc();
+    // With several workers: handoff inboxes and the NAT redirect table.
+    let handoff_rings: Vec<Arc<Ring<Mbuf>>> = if nworkers > 1 {
+        (0..nworkers)
+            .map(|w| Ring::new(&format!("rvs_handoff_{w}"), 4096, None).map(Arc::new))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let redirect = (nworkers > 1).then(|| {
+        Arc::new(Redirect::new(
+            dp.flows_per_worker as usize * usize::from(nworkers),
+        ))
+    });
+    let port_index: Vec<(u16, u16)> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id().0, i as u16))
+        .collect();
     let mut shared = Vec::new();
     let mut launched: Vec<LcoreId> = Vec::new();
     let mut launch_err = None;
@@ -369,7 +406,7 @@ fn run_with_eal(
         let counters = Arc::new(SharedCounters::default());
         shared.push((lcore, Arc::clone(&counters)));
         let seed = seed_for(w);
-        let worker = Worker::with_workers(
+        let mut worker = Worker::with_workers(
             w as u16,
             nworkers,
             Arc::clone(&snap),
@@ -377,6 +414,9 @@ fn run_with_eal(
             seed,
             Arc::clone(&events),
         );
+        if let Some(r) = &redirect {
+            worker = worker.with_redirect(Arc::clone(r));
+        }
         let lp = WorkerLoop::new(
             worker,
             rx,
@@ -387,6 +427,15 @@ fn run_with_eal(
             tsc0,
             hz,
         );
+        let lp = if handoff_rings.is_empty() {
+            lp
+        } else {
+            lp.with_handoff(Handoff {
+                inbox: Arc::clone(&handoff_rings[w]),
+                peers: handoff_rings.clone(),
+                port_index: port_index.clone(),
+            })
+        };
         if let Err(e) = eal.launch(LcoreId(lcore), move || lp.run()) {
             launch_err = Some(e);
             break;
@@ -431,6 +480,7 @@ fn run_with_eal(
         }
     }
     drop(inbox);
+    drop(handoff_rings);
     drop(pool);
     if let Some(e) = launch_err {
         return Err(e.into());

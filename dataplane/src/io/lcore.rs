@@ -38,6 +38,19 @@ pub struct WorkerLoop {
     stop: Arc<AtomicBool>,
     tsc0: u64,
     hz: u64,
+    handoff: Option<Handoff>,
+}
+
+/// The rings through which workers hand each other packets of connections they do not own
+/// (replies of NAT and FullNAT connections that RSS put on the wrong worker).
+#[derive(Debug)]
+pub struct Handoff {
+    /// This worker's inbox (every other worker may enqueue into it).
+    pub inbox: Arc<Ring<Mbuf>>,
+    /// Every worker's inbox, by worker index.
+    pub peers: Vec<Arc<Ring<Mbuf>>>,
+    /// DPDK port id → port index, for packets arriving through the inbox.
+    pub port_index: Vec<(u16, u16)>,
 }
 
 impl WorkerLoop {
@@ -64,7 +77,14 @@ impl WorkerLoop {
             stop,
             tsc0,
             hz: hz.max(1),
+            handoff: None,
         }
+    }
+
+    /// Joins the handoff rings (with more than one worker).
+    pub fn with_handoff(mut self, handoff: Handoff) -> WorkerLoop {
+        self.handoff = Some(handoff);
+        self
     }
 
     /// The pipeline state (for tests).
@@ -94,20 +114,26 @@ impl WorkerLoop {
                 continue;
             }
             handled += n;
-            for mut m in burst.drain() {
+            for m in burst.drain() {
                 let c = &mut self.worker.counters;
                 c.rx_packets += 1;
                 c.rx_bytes += m.len() as u64;
-                match self.worker.process(&mut m, p as u16, now) {
-                    Verdict::Tx(out) => Self::queue_tx(
-                        &mut self.tx_bufs,
-                        &mut self.tx,
-                        &mut self.worker.counters,
-                        out as usize,
-                        m,
-                    ),
-                    Verdict::Drop(_) | Verdict::Consumed => drop(m),
-                }
+                self.handle(m, p as u16, now);
+            }
+        }
+        // Packets other workers handed over: this worker owns their connections.
+        if let Some(h) = &self.handoff
+            && !h.inbox.is_empty()
+        {
+            let n = h.inbox.dequeue_burst(&mut burst);
+            handled += n;
+            for m in burst.drain() {
+                let port = self
+                    .handoff
+                    .as_ref()
+                    .and_then(|h| h.port_index.iter().find(|(id, _)| *id == m.port()))
+                    .map_or(0, |&(_, i)| i);
+                self.handle(m, port, now);
             }
         }
         for (p, ring) in self.inbox.iter().enumerate() {
@@ -131,6 +157,28 @@ impl WorkerLoop {
         let expired = self.worker.expire(now, EXPIRE_BUDGET);
         self.worker.counters.expired += expired as u64;
         handled + expired
+    }
+
+    /// Runs one packet through the pipeline and acts on the verdict.
+    #[inline]
+    fn handle(&mut self, mut m: Mbuf, port: u16, now: u32) {
+        match self.worker.process(&mut m, port, now) {
+            Verdict::Tx(out) => Self::queue_tx(
+                &mut self.tx_bufs,
+                &mut self.tx,
+                &mut self.worker.counters,
+                out as usize,
+                m,
+            ),
+            Verdict::Handoff(w) => {
+                let ring = self.handoff.as_ref().and_then(|h| h.peers.get(w as usize));
+                match ring.map(|r| r.enqueue(m)) {
+                    Some(Ok(())) => self.worker.counters.handoffs += 1,
+                    _ => self.worker.counters.drop(DropReason::HandoffFull),
+                }
+            }
+            Verdict::Drop(_) | Verdict::Consumed => drop(m),
+        }
     }
 
     #[inline]
