@@ -148,6 +148,50 @@ impl Accounts<'_> {
     }
 }
 
+/// Rewrites an ICMP error in place (`frame`, its ICMP message at `at`, the quoted IP header
+/// `ihl` bytes long): the outer destination and source, and the quoted packet's source and
+/// destination address and port, as given; then the quoted IP header checksum, the ICMP
+/// checksum and the outer IP checksum are recomputed.
+fn rewrite_icmp(
+    frame: &mut [u8],
+    at: usize,
+    ihl: usize,
+    outer_dst: Option<Ipv4Addr>,
+    outer_src: Option<Ipv4Addr>,
+    inner_src: Option<(Ipv4Addr, u16)>,
+    inner_dst: Option<(Ipv4Addr, u16)>,
+) {
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH..]);
+        if let Some(d) = outer_dst {
+            ip.set_dst(d);
+        }
+        if let Some(s) = outer_src {
+            ip.set_src(s);
+        }
+        ip.fill_checksum();
+    }
+    let q = at + 8;
+    {
+        let mut inner = Ipv4Packet::new_unchecked(&mut frame[q..q + ihl]);
+        if let Some((a, _)) = inner_src {
+            inner.set_src(a);
+        }
+        if let Some((a, _)) = inner_dst {
+            inner.set_dst(a);
+        }
+        inner.fill_checksum();
+    }
+    if let Some((_, p)) = inner_src {
+        frame[q + ihl..q + ihl + 2].copy_from_slice(&p.to_be_bytes());
+    }
+    if let Some((_, p)) = inner_dst {
+        frame[q + ihl + 2..q + ihl + 4].copy_from_slice(&p.to_be_bytes());
+    }
+    let end = ETH + usize::from(Ipv4Packet::new_unchecked(&frame[ETH..]).total_len());
+    IcmpV4Packet::new_unchecked(&mut frame[at..end]).fill_checksum();
+}
+
 /// Parsed facts of an IPv4 TCP/UDP packet the pipeline needs.
 #[derive(Debug, Clone, Copy)]
 struct L4 {
@@ -534,10 +578,169 @@ impl Worker {
             // Fragments are not reassembled: one for a VIP is counted as such.
             return Verdict::Drop(DropReason::Fragment);
         }
+        if proto == ip_proto::ICMP
+            && !fragment
+            && let Some(v) = self.icmp_error(pkt, in_port, l4_range.clone(), now)
+        {
+            return v;
+        }
         if self.snap.is_local(dst) {
             return self.local(pkt.data_mut(), in_port, l4_range, proto, fragment);
         }
         Verdict::Drop(DropReason::NoService)
+    }
+
+    /// An ICMP error (destination unreachable, source quench, time exceeded, parameter
+    /// problem) about a packet of a tracked connection, as IPVS's `ip_vs_in_icmp` /
+    /// `ip_vs_out_icmp` handle it: it goes where the connection's packets in its direction go,
+    /// with the outer and the quoted addresses and ports translated for NAT and FullNAT, so the
+    /// client sees VIP:vport and the real server sees its own tuple. `None` when it is not such
+    /// an error (the caller goes on: echo, local, no service).
+    fn icmp_error<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        icmp_range: std::ops::Range<usize>,
+        now: u32,
+    ) -> Option<Verdict> {
+        let frame = pkt.data();
+        let icmp = IcmpV4Packet::new_checked(frame.get(icmp_range.clone())?).ok()?;
+        if !matches!(icmp.msg_type(), 3 | 4 | 11 | 12) {
+            return None;
+        }
+        let inner = Ipv4Packet::new_checked(icmp.payload()).ok();
+        // The quoted packet may be cut after 8 bytes of its payload: take the header and the
+        // ports from the raw bytes.
+        let quoted = icmp.payload();
+        let (iproto, isrc, idst, ihl) = match &inner {
+            Some(ip) => (
+                ip.protocol(),
+                ip.src(),
+                ip.dst(),
+                usize::from(ip.header_len()),
+            ),
+            None => {
+                if quoted.len() < 20 || quoted[0] >> 4 != 4 {
+                    return Some(Verdict::Drop(DropReason::L4Malformed));
+                }
+                let ihl = usize::from(quoted[0] & 0x0f) * 4;
+                let ip = Ipv4Packet::new_unchecked(quoted);
+                (ip.protocol(), ip.src(), ip.dst(), ihl)
+            }
+        };
+        if !matches!(iproto, ip_proto::TCP | ip_proto::UDP) || quoted.len() < ihl + 8 {
+            return None;
+        }
+        let sport = u16::from_be_bytes([quoted[ihl], quoted[ihl + 1]]);
+        let dport = u16::from_be_bytes([quoted[ihl + 2], quoted[ihl + 3]]);
+        // The error travels against the quoted packet: its tuple is the quoted one reversed.
+        let key = FlowKey {
+            proto: iproto,
+            saddr: idst.to_bits(),
+            daddr: isrc.to_bits(),
+            sport: dport,
+            dport: sport,
+        };
+        let (id, dir) = self.conns.lookup(&key)?;
+        let c = *self.conns.get(id);
+        if c.expires <= now {
+            return None;
+        }
+        let mode = Mode::from_u8(c.mode);
+        let dest = self.snap.services[c.service as usize].dests[c.dest as usize];
+        let vaddr = Ipv4Addr::from_bits(c.vaddr);
+        let caddr = Ipv4Addr::from_bits(c.caddr);
+        let laddr = Ipv4Addr::from_bits(c.laddr);
+        let at = icmp_range.start;
+        match (mode, dir) {
+            // To the real server: DR and TUN forward it as it is; NAT and FullNAT make it
+            // about the packet the server sent (its own address and port).
+            (Mode::Dr | Mode::Tun, Dir::In) => {
+                let l4 = L4 {
+                    proto: ip_proto::ICMP,
+                    src: Ipv4Addr::from_bits(key.saddr),
+                    dst: vaddr,
+                    sport: 0,
+                    dport: 0,
+                    flags: 0,
+                    total_len: (icmp_range.end - ETH) as u16,
+                    ident: 0,
+                    dont_frag: false,
+                };
+                Some(self.forward(pkt, in_port, &c, &l4))
+            }
+            (Mode::Nat, Dir::In) => {
+                let f = pkt.data_mut();
+                rewrite_icmp(
+                    f,
+                    at,
+                    ihl,
+                    Some(dest.addr),
+                    None,
+                    Some((dest.addr, c.rport)),
+                    None,
+                );
+                Some(self.icmp_out(pkt, dest.out_port, dest.neigh))
+            }
+            (Mode::Fnat, Dir::In) => {
+                let f = pkt.data_mut();
+                rewrite_icmp(
+                    f,
+                    at,
+                    ihl,
+                    Some(dest.addr),
+                    Some(laddr),
+                    Some((dest.addr, c.rport)),
+                    Some((laddr, c.lport)),
+                );
+                Some(self.icmp_out(pkt, dest.out_port, dest.neigh))
+            }
+            // To the client: about the packet it sent to VIP:vport.
+            (Mode::Nat, Dir::Out) => {
+                let f = pkt.data_mut();
+                rewrite_icmp(f, at, ihl, None, Some(vaddr), None, Some((vaddr, c.vport)));
+                Some(self.icmp_to_client(pkt, caddr))
+            }
+            (Mode::Fnat, Dir::Out) => {
+                let f = pkt.data_mut();
+                rewrite_icmp(
+                    f,
+                    at,
+                    ihl,
+                    Some(caddr),
+                    Some(vaddr),
+                    Some((caddr, c.cport)),
+                    Some((vaddr, c.vport)),
+                );
+                Some(self.icmp_to_client(pkt, caddr))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends a translated ICMP error out of `port` to neighbour slot `neigh`.
+    fn icmp_out<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, port: u16, neigh: u32) -> Verdict {
+        let Some(mac) = self.snap.neigh.mac(neigh as usize) else {
+            return Verdict::Drop(DropReason::NeighUnresolved);
+        };
+        fwd::set_l2(pkt.data_mut(), self.snap.ports[port as usize].mac, mac);
+        self.counters.icmp_translated += 1;
+        Verdict::Tx(port)
+    }
+
+    /// Sends a translated ICMP error to the client `caddr`.
+    fn icmp_to_client<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, caddr: Ipv4Addr) -> Verdict {
+        let (out, mac) = match self.snap.next_hop(caddr) {
+            Some(NextHop::Gateway { port, neigh }) => (port, self.snap.neigh.mac(neigh as usize)),
+            Some(NextHop::OnLink { port }) => (port, self.peers.get(caddr.to_bits())),
+            None => return Verdict::Drop(DropReason::NoRoute),
+        };
+        let Some(mac) = mac else {
+            return Verdict::Drop(DropReason::NeighUnresolved);
+        };
+        fwd::set_l2(pkt.data_mut(), self.snap.ports[out as usize].mac, mac);
+        self.counters.icmp_translated += 1;
+        Verdict::Tx(out)
     }
 
     /// Traffic for the director's own addresses: ICMP echo is answered in place.

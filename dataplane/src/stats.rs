@@ -173,6 +173,8 @@ pub struct Counters {
     pub handoffs: u64,
     /// NAT connections whose reply tuple found no room in the redirect table.
     pub redirects_lost: u64,
+    /// ICMP errors about tracked connections forwarded (translated for NAT and FullNAT).
+    pub icmp_translated: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -198,7 +200,7 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 17;
+const SCALARS: usize = 18;
 
 /// Counters published for readers on other threads (single writer).
 #[derive(Debug, Default)]
@@ -228,6 +230,7 @@ impl SharedCounters {
             c.templates,
             c.handoffs,
             c.redirects_lost,
+            c.icmp_translated,
         ]
     }
 
@@ -263,6 +266,7 @@ impl SharedCounters {
             templates: s[14],
             handoffs: s[15],
             redirects_lost: s[16],
+            icmp_translated: s[17],
             drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
         }
     }
@@ -292,6 +296,7 @@ mod tests {
             templates: 15,
             handoffs: 16,
             redirects_lost: 17,
+            icmp_translated: 18,
             ..Counters::default()
         };
         c.drop(DropReason::NoDest);
