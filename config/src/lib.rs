@@ -64,7 +64,8 @@ pub use model::{
     Control, DEFAULT_FLOWS_PER_WORKER, DEFAULT_HTTP_PATH, DEFAULT_HTTP_STATUS, DEFAULT_LISTEN,
     DEFAULT_PERSISTENCE_TIMEOUT, DEFAULT_SHM, Dataplane, Forward, FwmarkRule, HealthCheck,
     HealthCheckKind, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, OnFailure, Persistence, Port, Profile,
-    Protocol, Route, SchedFlag, Scheduler, Server, Service, ServiceKey, Timeouts,
+    Protocol, Route, SchedFlag, Scheduler, Server, Service, ServiceKey, Timeouts, Tunnel,
+    TunnelKind,
 };
 pub use net::{Ipv4Prefix, PortRange};
 pub use validate::{

@@ -264,6 +264,9 @@ pub struct Service {
     /// Health check applied to every server of the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Encapsulation of its `tun` servers (default IP-in-IP), as ipvsadm's `--tun-type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
     /// Real servers (may be empty, as in IPVS).
     #[serde(default, deserialize_with = "null_as_default")]
     pub servers: Vec<Server>,
@@ -623,6 +626,31 @@ pub enum OnFailure {
 pub const MAX_WEIGHT: u32 = 65_535;
 /// Largest connection threshold ipvsadm accepts (`INT_MAX`).
 pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
+
+/// `tunnel:` of a service — how `tun` servers are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    /// Encapsulation.
+    #[serde(rename = "type")]
+    pub kind: TunnelKind,
+    /// UDP destination port (GUE only; required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// Tunnel encapsulation (ipvsadm `--tun-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelKind {
+    /// IP-in-IP (protocol 4), the default.
+    #[default]
+    Ipip,
+    /// GRE (protocol 47) carrying IPv4.
+    Gre,
+    /// Generic UDP Encapsulation (a 4-byte GUE header over UDP) carrying IPv4.
+    Gue,
+}
 
 /// One entry of `servers:` — a real server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -461,6 +461,24 @@ fn services(p: &Profile, net: &Net<'_>) -> Check {
         }
         service_options(&at, s)?;
         local_addresses(&at, s, net)?;
+        if let Some(t) = s.tunnel {
+            let path = format!("{at}.tunnel");
+            match (t.kind, t.port) {
+                (crate::TunnelKind::Gue, None | Some(0)) => {
+                    return fail(
+                        format!("{path}.port"),
+                        "a gue tunnel needs a UDP port (1..=65535)".to_owned(),
+                    );
+                }
+                (crate::TunnelKind::Ipip | crate::TunnelKind::Gre, Some(p)) => {
+                    return fail(
+                        format!("{path}.port"),
+                        format!("port {p} is only meaningful for a gue tunnel"),
+                    );
+                }
+                _ => {}
+            }
+        }
         if let Some(sorry) = s.sorry_server {
             let path = format!("{at}.sorry_server");
             host(&path, "sorry server", *sorry.ip())?;

@@ -233,6 +233,10 @@ fn built_profile_round_trips() {
             local_addresses: vec![Ipv4Addr::new(203, 0, 113, 9)],
             sorry_server: None,
             health_check: Some(HealthCheck::new(HealthCheckKind::Http)),
+            tunnel: Some(rvs_config::Tunnel {
+                kind: rvs_config::TunnelKind::Gue,
+                port: Some(6080),
+            }),
             servers: vec![Server {
                 address: Ipv4Addr::new(8, 8, 8, 8),
                 port: 0,

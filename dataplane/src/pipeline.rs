@@ -80,33 +80,61 @@ pub enum Verdict {
 }
 
 /// Client MACs learned from requests, for replies to on-link clients (NAT and FullNAT): a
-/// direct-mapped cache, per worker, refreshed by every request of a connection.
+/// 4-way set-associative cache per worker, refreshed by every request of a connection. A set
+/// evicts round robin, so up to four clients sharing a set keep their entries; beyond that
+/// (far more on-link clients than entries) a reply may find its client's MAC gone and is
+/// dropped as unresolved until the client's next packet. Resolving on-link clients by ARP is
+/// the complete answer and future work.
 #[derive(Debug)]
 struct PeerCache {
     slots: Box<[(u32, u64)]>,
+    next: Box<[u8]>,
 }
 
-const PEER_SLOTS: usize = 4096;
+const PEER_SETS: usize = 4096;
+const PEER_WAYS: usize = 4;
 const PEER_VALID: u64 = 1 << 63;
 
 impl PeerCache {
     fn new() -> Self {
         PeerCache {
-            slots: vec![(0, 0); PEER_SLOTS].into_boxed_slice(),
+            slots: vec![(0, 0); PEER_SETS * PEER_WAYS].into_boxed_slice(),
+            next: vec![0; PEER_SETS].into_boxed_slice(),
         }
     }
     #[inline]
-    fn slot(ip: u32) -> usize {
-        (ip.wrapping_mul(0x61C8_8647) >> 20) as usize & (PEER_SLOTS - 1)
+    fn set(ip: u32) -> usize {
+        (ip.wrapping_mul(0x61C8_8647) >> 20) as usize & (PEER_SETS - 1)
     }
     #[inline]
     fn learn(&mut self, ip: u32, mac: MacAddr) {
-        self.slots[Self::slot(ip)] = (ip, mac.to_u64() | PEER_VALID);
+        let set = Self::set(ip);
+        let ways = &mut self.slots[set * PEER_WAYS..(set + 1) * PEER_WAYS];
+        let v = mac.to_u64() | PEER_VALID;
+        if let Some(w) = ways
+            .iter_mut()
+            .find(|(k, x)| *k == ip && *x & PEER_VALID != 0)
+        {
+            w.1 = v;
+            return;
+        }
+        let at = match ways.iter().position(|(_, x)| *x & PEER_VALID == 0) {
+            Some(free) => free,
+            None => {
+                let n = &mut self.next[set];
+                *n = (*n + 1) % PEER_WAYS as u8;
+                usize::from(*n)
+            }
+        };
+        ways[at] = (ip, v);
     }
     #[inline]
     fn get(&self, ip: u32) -> Option<MacAddr> {
-        let (k, v) = self.slots[Self::slot(ip)];
-        (k == ip && v & PEER_VALID != 0).then(|| MacAddr::from_u64(v & !PEER_VALID))
+        let set = Self::set(ip);
+        self.slots[set * PEER_WAYS..(set + 1) * PEER_WAYS]
+            .iter()
+            .find(|(k, v)| *k == ip && *v & PEER_VALID != 0)
+            .map(|&(_, v)| MacAddr::from_u64(v & !PEER_VALID))
     }
 }
 
@@ -204,6 +232,7 @@ struct L4 {
     total_len: u16,
     ident: u16,
     dont_frag: bool,
+    tos: u8,
 }
 
 /// One worker's state: its connections, its scheduler states, its accounting and counters.
@@ -547,6 +576,7 @@ impl Worker {
                 total_len: ip.total_len(),
                 ident: ip.ident(),
                 dont_frag: ip.dont_frag(),
+                tos: ip.dscp_ecn(),
             };
             let key = FlowKey {
                 proto,
@@ -666,6 +696,7 @@ impl Worker {
                     total_len: (icmp_range.end - ETH) as u16,
                     ident: 0,
                     dont_frag: false,
+                    tos: 0,
                 };
                 Some(self.forward(pkt, in_port, &c, &l4))
             }
@@ -813,11 +844,16 @@ impl Worker {
             State::Udp
         };
         c.state = state as u8;
-        c.expires = now.saturating_add(state.timeout(&timeouts));
         let was_active = c.active;
         let active = state.is_active();
         c.active = active;
-        let conn = *c;
+        if !self
+            .conns
+            .set_expires(id, now.saturating_add(state.timeout(&timeouts)))
+        {
+            self.counters.timers_full += 1;
+        }
+        let conn = *self.conns.get(id);
         if was_active != active {
             let svc = conn.service as usize;
             let d = conn.dest as usize;
@@ -1093,9 +1129,11 @@ impl Worker {
                 fwd::set_l2(f, port_mac, mac);
             }
             Mode::Tun => {
+                let (kind, gue_port) = self.snap.services[c.service as usize].tunnel;
+                let overhead = tun::overhead(kind);
                 let mtu = usize::from(self.snap.ports[out as usize].mtu);
                 let inner = usize::from(l4.total_len);
-                if inner + tun::OVERHEAD > mtu {
+                if inner + overhead > mtu {
                     if !l4.dont_frag {
                         return Verdict::Drop(DropReason::TooBig);
                     }
@@ -1103,7 +1141,7 @@ impl Worker {
                     let n = tun::frag_needed_in_place(
                         pkt.data_mut(),
                         l4.dst,
-                        (mtu - tun::OVERHEAD) as u16,
+                        (mtu - overhead) as u16,
                         in_mac,
                     );
                     pkt.set_len(n);
@@ -1111,7 +1149,7 @@ impl Worker {
                     return Verdict::Tx(in_port);
                 }
                 // Drop Ethernet padding, make room, move the Ethernet header to the front.
-                if !pkt.set_len(ETH + inner) || !pkt.prepend(tun::OVERHEAD) {
+                if !pkt.set_len(ETH + inner) || !pkt.prepend(overhead) {
                     return Verdict::Drop(DropReason::NoHeadroom);
                 }
                 let src = self.snap.ports[out as usize]
@@ -1123,15 +1161,20 @@ impl Worker {
                             .map(|a| a.addr)
                     })
                     .unwrap_or(l4.dst);
+                let flow = (c.caddr ^ (c.caddr >> 16)) as u16 ^ c.cport;
                 let f = pkt.data_mut();
-                f.copy_within(tun::OVERHEAD..tun::OVERHEAD + ETH, 0);
+                f.copy_within(overhead..overhead + ETH, 0);
                 tun::write_outer(
                     &mut f[ETH..],
+                    kind,
+                    gue_port,
                     src,
                     dest.addr,
                     inner as u16,
                     l4.ident,
                     l4.dont_frag,
+                    l4.tos,
+                    flow,
                 );
                 fwd::set_l2(f, port_mac, mac);
             }

@@ -109,6 +109,8 @@ pub struct ServiceView {
     pub fwmark: Option<u32>,
     /// Persistence: template timeout (seconds) and client netmask (host order).
     pub persistence: Option<(u32, u32)>,
+    /// Encapsulation of `tun` servers and GUE's UDP port.
+    pub tunnel: (rvs_config::TunnelKind, u16),
 }
 
 impl ServiceView {
@@ -294,6 +296,9 @@ impl Snapshot {
                 lips: svc_lips,
                 fwmark: svc.fwmark,
                 persistence: svc.persistence.map(|p| (p.timeout, p.netmask.to_bits())),
+                tunnel: svc.tunnel.map_or((rvs_config::TunnelKind::Ipip, 0), |t| {
+                    (t.kind, t.port.unwrap_or(0))
+                }),
             };
             // The VIP is answered by ARP on the ports whose connected prefix holds it; a VIP
             // outside every prefix is expected to be routed to a DIP by the upstream router.

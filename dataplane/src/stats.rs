@@ -175,6 +175,8 @@ pub struct Counters {
     pub redirects_lost: u64,
     /// ICMP errors about tracked connections forwarded (translated for NAT and FullNAT).
     pub icmp_translated: u64,
+    /// Shortened connection deadlines that found the timer wheel full (expired late).
+    pub timers_full: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -200,7 +202,7 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 18;
+const SCALARS: usize = 19;
 
 /// Counters published for readers on other threads (single writer).
 #[derive(Debug, Default)]
@@ -231,6 +233,7 @@ impl SharedCounters {
             c.handoffs,
             c.redirects_lost,
             c.icmp_translated,
+            c.timers_full,
         ]
     }
 
@@ -267,6 +270,7 @@ impl SharedCounters {
             handoffs: s[15],
             redirects_lost: s[16],
             icmp_translated: s[17],
+            timers_full: s[18],
             drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
         }
     }
@@ -297,6 +301,7 @@ mod tests {
             handoffs: 16,
             redirects_lost: 17,
             icmp_translated: 18,
+            timers_full: 19,
             ..Counters::default()
         };
         c.drop(DropReason::NoDest);

@@ -164,8 +164,10 @@ pub enum CreateError {
 pub struct ConnTable {
     conns: Box<[Conn]>,
     used: Box<[bool]>,
-    /// Generation of each slot, bumped on every create: a timer entry of an earlier
-    /// connection in the same slot (removed before its timer fired) is recognised as stale.
+    /// Generation of each slot: the high 24 bits are bumped on every create, the low 8 on every
+    /// re-arm to an earlier deadline. A timer entry carries the value it was armed with, so
+    /// one of an earlier connection in the slot, or one superseded by an earlier deadline, is
+    /// recognised as stale and dropped when it fires.
     gens: Box<[u32]>,
     free: Vec<u32>,
     index: FlowIndex,
@@ -188,8 +190,9 @@ impl ConnTable {
             gens: vec![0; capacity].into_boxed_slice(),
             free: (0..capacity as u32).rev().collect(),
             index: FlowIndex::new(capacity * 2, seed),
-            // One live entry per connection plus at most one stale entry per slot.
-            wheel: TimerWheel::new(capacity * 2, now),
+            // One live entry per connection plus stale ones (early removals, shortened
+            // deadlines) until they fire; a full wheel only delays a shortened deadline.
+            wheel: TimerWheel::new(capacity * 4, now),
         }
     }
 
@@ -259,7 +262,7 @@ impl ConnTable {
                 return Err(CreateError::IndexFull);
             }
         }
-        let generation = self.gens[id as usize].wrapping_add(1);
+        let generation = (self.gens[id as usize] | 0xff).wrapping_add(1);
         if self
             .wheel
             .schedule(timer_key(id, generation), conn.expires)
@@ -286,6 +289,33 @@ impl ConnTable {
         if c.template != NO_TEMPLATE {
             let t = &mut conns[c.template as usize];
             t.controls = t.controls.saturating_sub(1);
+        }
+    }
+
+    /// Moves connection `id`'s deadline. Later deadlines cost nothing (the timer re-arms itself
+    /// when it fires); an earlier one arms a new timer entry and retires the old one, so a
+    /// connection that closes expires on time (its counts and ports are released then). False
+    /// when the wheel had no room (the connection then expires at its old timer, and any packet
+    /// after its deadline already treats it as gone).
+    #[inline]
+    pub fn set_expires(&mut self, id: u32, deadline: u32) -> bool {
+        let i = id as usize;
+        let earlier = deadline < self.conns[i].expires;
+        self.conns[i].expires = deadline;
+        if !earlier {
+            return true;
+        }
+        let g = self.gens[i];
+        let rearmed = (g & !0xff) | (g.wrapping_add(1) & 0xff);
+        if self
+            .wheel
+            .schedule(timer_key(id, rearmed), deadline)
+            .is_ok()
+        {
+            self.gens[i] = rearmed;
+            true
+        } else {
+            false
         }
     }
 

@@ -1,7 +1,11 @@
-//! IP tunnelling (`-i`, IPVS's `ip_vs_tunnel_xmit`): IP-in-IP.
+//! IP tunnelling (`-i`, IPVS's `ip_vs_tunnel_xmit`): IP-in-IP, GRE or GUE per service
+//! (ipvsadm's `--tun-type`).
 //!
 //! The client's packet travels unchanged inside an outer IPv4 header from the director's
-//! address on the egress port to the real server (protocol 4); the real server decapsulates,
+//! address on the egress port to the real server: protocol 4 (IP-in-IP), protocol 47 with a
+//! 4-byte GRE header (protocol type 0x0800), or UDP to the service's port with a 4-byte GUE
+//! header (variant 0, protocol 4; UDP checksum 0, the source port a hash of the inner flow
+//! so that the network can spread tunnels); the real server decapsulates,
 //! holds the VIP locally and answers the client directly. The outer header copies the inner DF
 //! bit. A packet that no longer fits the egress MTU once encapsulated is refused the way the
 //! kernel does it: with DF set, an ICMP "fragmentation needed" goes back to the client carrying
@@ -10,35 +14,83 @@
 
 use std::net::Ipv4Addr;
 
+use rvs_config::TunnelKind;
+
 use crate::wire::{
     EthernetFrame, IcmpV4Packet, Ipv4Packet, Ipv4Repr, MacAddr, icmp_code, icmp_type, ip_proto,
 };
 
-/// Bytes the outer header adds.
+/// Bytes IP-in-IP adds (the outer IPv4 header).
 pub const OVERHEAD: usize = 20;
 
-/// Writes the outer IPv4 header at the start of `ip` (20 bytes of room, followed by the inner
-/// packet of `inner_len` bytes with DF as `dont_frag` and identification `ident`).
+/// Bytes an encapsulation adds in front of the inner packet.
+#[inline]
+pub const fn overhead(kind: TunnelKind) -> usize {
+    match kind {
+        TunnelKind::Ipip => 20,
+        TunnelKind::Gre => 20 + 4,
+        TunnelKind::Gue => 20 + 8 + 4,
+    }
+}
+
+/// Writes the outer headers at the start of `ip` (`overhead(kind)` bytes of room, followed by
+/// the inner packet of `inner_len` bytes with DF as `dont_frag` and identification `ident`).
+/// `tos` is the inner DSCP/ECN byte, copied out; `flow` is a hash of the inner flow (GUE's
+/// UDP source port); `port` is GUE's destination.
+#[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn write_outer(
     ip: &mut [u8],
+    kind: TunnelKind,
+    port: u16,
     src: Ipv4Addr,
     dst: Ipv4Addr,
     inner_len: u16,
     ident: u16,
     dont_frag: bool,
+    tos: u8,
+    flow: u16,
 ) {
+    let extra = overhead(kind) - 20;
+    let protocol = match kind {
+        TunnelKind::Ipip => ip_proto::IPIP,
+        TunnelKind::Gre => ip_proto::GRE,
+        TunnelKind::Gue => ip_proto::UDP,
+    };
     let repr = Ipv4Repr {
         src,
         dst,
-        protocol: ip_proto::IPIP,
+        protocol,
         ttl: 64,
-        payload_len: inner_len,
+        payload_len: inner_len + extra as u16,
         ident,
         dont_frag,
     };
     // The caller guarantees room, so emit cannot fail; an error would leave the frame as is.
-    let _ = repr.emit(&mut Ipv4Packet::new_unchecked(&mut ip[..OVERHEAD]));
+    let _ = repr.emit(&mut Ipv4Packet::new_unchecked(&mut ip[..20]));
+    if tos != 0 {
+        // The outer header carries the inner DSCP and ECN (RFC 2003 section 3.1).
+        let mut outer = Ipv4Packet::new_unchecked(&mut ip[..20]);
+        outer.set_dscp_ecn(tos);
+        outer.fill_checksum();
+    }
+    match kind {
+        TunnelKind::Ipip => {}
+        TunnelKind::Gre => {
+            // No checksum, key or sequence; version 0; protocol type IPv4.
+            ip[20..24].copy_from_slice(&[0, 0, 0x08, 0x00]);
+        }
+        TunnelKind::Gue => {
+            let udp_len = 8 + 4 + inner_len;
+            let sport = 0xc000 | (flow & 0x3fff); // within the ephemeral range
+            ip[20..22].copy_from_slice(&sport.to_be_bytes());
+            ip[22..24].copy_from_slice(&port.to_be_bytes());
+            ip[24..26].copy_from_slice(&udp_len.to_be_bytes());
+            ip[26..28].copy_from_slice(&[0, 0]);
+            // GUE variant 0: version 0, C 0, hlen 0; protocol 4 (IPv4); no flags.
+            ip[28..32].copy_from_slice(&[0, ip_proto::IPIP, 0, 0]);
+        }
+    }
 }
 
 /// Turns `frame` (Ethernet + an IPv4 packet too big for the tunnel) into the ICMP
@@ -89,11 +141,15 @@ mod tests {
         let mut ip = [0u8; 20];
         write_outer(
             &mut ip,
+            TunnelKind::Ipip,
+            0,
             Ipv4Addr::new(10, 0, 0, 10),
             Ipv4Addr::new(10, 0, 1, 11),
             60,
             9,
             true,
+            0,
+            0,
         );
         let p = Ipv4Packet::new_unchecked(&ip[..]);
         assert_eq!(p.protocol(), ip_proto::IPIP);
@@ -101,6 +157,48 @@ mod tests {
         assert!(p.dont_frag());
         assert!(p.verify_checksum());
         assert_eq!(p.dst(), Ipv4Addr::new(10, 0, 1, 11));
+    }
+
+    #[test]
+    fn gre_and_gue_headers() {
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 1, 11));
+        let mut ip = [0u8; 24];
+        write_outer(&mut ip, TunnelKind::Gre, 0, src, dst, 60, 1, false, 0x8a, 0);
+        assert_eq!(
+            Ipv4Packet::new_unchecked(&ip[..]).dscp_ecn(),
+            0x8a,
+            "TOS copied"
+        );
+        let p = Ipv4Packet::new_unchecked(&ip[..]);
+        assert_eq!((p.protocol(), p.total_len()), (ip_proto::GRE, 84));
+        assert!(p.verify_checksum());
+        assert_eq!(&ip[20..], &[0, 0, 0x08, 0x00]);
+        let mut ip = [0u8; 32];
+        write_outer(
+            &mut ip,
+            TunnelKind::Gue,
+            6080,
+            src,
+            dst,
+            60,
+            1,
+            false,
+            0,
+            0x1234,
+        );
+        let p = Ipv4Packet::new_unchecked(&ip[..]);
+        assert_eq!((p.protocol(), p.total_len()), (ip_proto::UDP, 92));
+        assert!(p.verify_checksum());
+        assert_eq!(u16::from_be_bytes([ip[20], ip[21]]), 0xc000 | 0x1234);
+        assert_eq!(u16::from_be_bytes([ip[22], ip[23]]), 6080);
+        assert_eq!(u16::from_be_bytes([ip[24], ip[25]]), 8 + 4 + 60);
+        assert_eq!(
+            &ip[26..32],
+            &[0, 0, 0, 4, 0, 0],
+            "no UDP checksum; GUE: IPv4 inside"
+        );
+        assert_eq!(overhead(TunnelKind::Ipip), 20);
+        assert_eq!(overhead(TunnelKind::Gue), 32);
     }
 
     #[test]
