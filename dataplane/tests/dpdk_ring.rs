@@ -210,6 +210,11 @@ fn worker_loop_on_a_ring_port() {
     assert_eq!(c.total_drops(), 1);
     assert!(c.tx_bytes > 0 && c.rx_bytes > c.tx_bytes - 60);
 
+    // net_ring has no rte_flow: steering is refused with the driver's reason, nothing changes.
+    let refused = port.steer_dst_port(dpdk::FlowProto::Tcp, 0x0ac8_0005, 1, 1, 0);
+    let e = refused.expect_err("net_ring has no flow rules");
+    assert!(e.call.starts_with("rte_flow_validate"), "{e}");
+
     drop(lp);
     drop(port);
     drop(rx_ring);

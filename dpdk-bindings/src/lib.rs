@@ -27,6 +27,7 @@ pub mod sys {
 mod eal;
 mod error;
 mod ethdev;
+mod flow;
 mod mbuf;
 mod mempool;
 mod ring;
@@ -37,6 +38,7 @@ pub use ethdev::{
     DevInfo, LinkStatus, Port, PortConf, PortId, PortStats, QueueId, RSS_SYMMETRIC_KEY, RxQueue,
     TxQueue, device_name, rss,
 };
+pub use flow::{FlowProto, FlowRule};
 pub use mbuf::{BURST, Mbuf, MbufBurst};
 pub use mempool::Mempool;
 pub use ring::{Ring, RingFlags, RingItem};

@@ -367,6 +367,8 @@ fn run_with_eal(
         tracing::info!(service = %s.key, scheduler = s.scheduler.as_str(), servers = s.dests.len(), "virtual service");
     }
 
+    let flow_rules = steer_fullnat_replies(&ports, &snap, nworkers);
+
     let events = Arc::new(ArrayQueue::<NeighEvent>::new(1024));
     // Main → worker 0 frames (ARP requests), one ring per port.
     let inbox: Vec<Arc<Ring<Mbuf>>> = (0..ports.len())
@@ -474,6 +476,7 @@ fn run_with_eal(
         .collect();
     let workers = shared.iter().map(|(l, c)| (*l, c.read())).collect();
     drop(main);
+    drop(flow_rules);
     for mut p in ports {
         if let Err(e) = p.stop() {
             tracing::warn!(error = %e, "stopping port");
@@ -489,6 +492,42 @@ fn run_with_eal(
         workers,
         ports: final_ports,
     })
+}
+
+/// With a power-of-two number of workers, asks each port's NIC to deliver FullNAT replies
+/// (addressed to a local address, destination port `p`) straight to worker `p % workers`'s
+/// queue with `rte_flow` rules on the port's low bits. Devices without `rte_flow` (vdevs, most
+/// VMs) refuse at validation; their replies are handed between workers through rings instead.
+fn steer_fullnat_replies(ports: &[Port], snap: &Snapshot, workers: u16) -> Vec<dpdk::FlowRule> {
+    let mut rules = Vec::new();
+    if workers < 2 || !workers.is_power_of_two() || snap.lips.is_empty() {
+        return rules;
+    }
+    'ports: for (i, port) in ports.iter().enumerate() {
+        let pv = &snap.ports[i];
+        for &lip in snap
+            .lips
+            .iter()
+            .filter(|l| pv.addresses.iter().any(|a| a.contains(**l)))
+        {
+            for w in 0..workers {
+                for proto in [dpdk::FlowProto::Tcp, dpdk::FlowProto::Udp] {
+                    match port.steer_dst_port(proto, lip.to_bits(), w, workers - 1, w) {
+                        Ok(rule) => rules.push(rule),
+                        Err(e) => {
+                            tracing::info!(
+                                port = %pv.name, error = %e,
+                                "rte_flow steering unavailable: FullNAT replies are handed over between workers"
+                            );
+                            continue 'ports;
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(port = %pv.name, rules = rules.len(), "FullNAT replies steered by rte_flow");
+    }
+    rules
 }
 
 /// A per-worker hash seed: not predictable from outside, different per worker and run.
