@@ -66,6 +66,40 @@ impl PacketBuf for Vec<u8> {
     }
 }
 
+/// A frame in a fixed byte slice (benchmarks, tools): it can shrink but not grow, so a
+/// tunnel encapsulation on it is refused as `NoHeadroom`.
+#[derive(Debug)]
+pub struct SliceFrame<'a> {
+    data: &'a mut [u8],
+}
+
+impl<'a> SliceFrame<'a> {
+    /// Wraps `data`.
+    pub fn new(data: &'a mut [u8]) -> Self {
+        SliceFrame { data }
+    }
+}
+
+impl PacketBuf for SliceFrame<'_> {
+    fn data(&self) -> &[u8] {
+        self.data
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        self.data
+    }
+    fn prepend(&mut self, _n: usize) -> bool {
+        false
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        if len > self.data.len() {
+            return false;
+        }
+        let data = std::mem::take(&mut self.data);
+        self.data = &mut data[..len];
+        true
+    }
+}
+
 /// What to do with a packet after the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

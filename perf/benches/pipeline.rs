@@ -7,7 +7,7 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam::queue::ArrayQueue;
 use rvs_config::Profile;
-use rvs_dataplane::pipeline::{Verdict, Worker};
+use rvs_dataplane::pipeline::{SliceFrame, Verdict, Worker};
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::wire::{
     EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket, ether_type, ip_proto, tcp_flag,
@@ -74,16 +74,12 @@ fn established(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for flows in [1_000u32, 100_000, 1_000_000] {
         let mut w = worker(flows as usize);
-        let mut frames: Vec<Vec<u8>> = (0..flows)
-            .map(|i| frame(i, tcp_flag::SYN).to_vec())
-            .collect();
+        let mut frames: Vec<[u8; 64]> = (0..flows).map(|i| frame(i, tcp_flag::SYN)).collect();
         for f in frames.iter_mut() {
-            let v = w.process(f, 0, 0);
+            let v = w.process(&mut SliceFrame::new(f), 0, 0);
             assert!(matches!(v, Verdict::Tx(0)), "{v:?}");
         }
-        let mut frames: Vec<Vec<u8>> = (0..flows)
-            .map(|i| frame(i, tcp_flag::ACK).to_vec())
-            .collect();
+        let mut frames: Vec<[u8; 64]> = (0..flows).map(|i| frame(i, tcp_flag::ACK)).collect();
         // Visit flows in a scattered order so the table is not walked in memory order.
         let order: Vec<usize> = (0..flows as usize)
             .map(|i| i.wrapping_mul(2_654_435_761) % flows as usize)
@@ -96,13 +92,13 @@ fn established(c: &mut Criterion) {
                 // DR rewrote the destination MAC last time: address the director again.
                 let f = &mut frames[idx];
                 f[..6].copy_from_slice(&PORT_MAC.0);
-                w.process(f, 0, 1)
+                w.process(&mut SliceFrame::new(f), 0, 1)
             })
         });
         let before = w.counters;
         for f in frames.iter_mut().take(1000) {
             f[..6].copy_from_slice(&PORT_MAC.0);
-            w.process(f, 0, 1);
+            w.process(&mut SliceFrame::new(f), 0, 1);
         }
         assert_eq!(
             w.counters.forwarded - before.forwarded,
@@ -119,14 +115,14 @@ fn new_connections(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let n = 1u32 << 20;
     let mut w = worker(n as usize);
-    let mut frames: Vec<Vec<u8>> = (0..n).map(|i| frame(i, tcp_flag::SYN).to_vec()).collect();
+    let mut frames: Vec<[u8; 64]> = (0..n).map(|i| frame(i, tcp_flag::SYN)).collect();
     let mut k = 0usize;
     let mut now = 0u32;
     g.bench_function("syn", |b| {
         b.iter(|| {
             let f = &mut frames[k];
             f[..6].copy_from_slice(&PORT_MAC.0);
-            let v = w.process(f, 0, now);
+            let v = w.process(&mut SliceFrame::new(f), 0, now);
             k += 1;
             if k == frames.len() {
                 // Every SYN_RECV flow of the last pass expires before the next one.
