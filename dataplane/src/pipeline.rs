@@ -795,17 +795,25 @@ impl Worker {
 
     /// Sends a translated ICMP error to the client `caddr`.
     fn icmp_to_client<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, caddr: Ipv4Addr) -> Verdict {
-        let (out, mac) = match self.snap.next_hop(caddr) {
-            Some(NextHop::Gateway { port, neigh }) => (port, self.snap.neigh.mac(neigh as usize)),
-            Some(NextHop::OnLink { port }) => (port, self.peers.get(caddr.to_bits())),
-            None => return Verdict::Drop(DropReason::NoRoute),
-        };
-        let Some(mac) = mac else {
-            return Verdict::Drop(DropReason::NeighUnresolved);
+        let (out, mac) = match self.toward_client(caddr) {
+            Ok(hop) => hop,
+            Err(r) => return Verdict::Drop(r),
         };
         fwd::set_l2(pkt.data_mut(), self.snap.ports[out as usize].mac, mac);
         self.counters.icmp_translated += 1;
         Verdict::Tx(out)
+    }
+
+    /// The egress port and next-hop MAC toward client `caddr`: its gateway's, or (on-link)
+    /// the MAC its requests came from.
+    #[inline]
+    fn toward_client(&self, caddr: Ipv4Addr) -> Result<(u16, MacAddr), DropReason> {
+        let (out, mac) = match self.snap.next_hop(caddr) {
+            Some(NextHop::Gateway { port, neigh }) => (port, self.snap.neigh.mac(neigh as usize)),
+            Some(NextHop::OnLink { port }) => (port, self.peers.get(caddr.to_bits())),
+            None => return Err(DropReason::NoRoute),
+        };
+        mac.map(|m| (out, m)).ok_or(DropReason::NeighUnresolved)
     }
 
     /// Traffic for the director's own addresses: ICMP echo is answered in place.
@@ -1221,13 +1229,9 @@ impl Worker {
     fn reply<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, c: &Conn) -> Verdict {
         let vaddr = Ipv4Addr::from_bits(c.vaddr);
         let caddr = Ipv4Addr::from_bits(c.caddr);
-        let (out, mac) = match self.snap.next_hop(caddr) {
-            Some(NextHop::Gateway { port, neigh }) => (port, self.snap.neigh.mac(neigh as usize)),
-            Some(NextHop::OnLink { port }) => (port, self.peers.get(c.caddr)),
-            None => return Verdict::Drop(DropReason::NoRoute),
-        };
-        let Some(mac) = mac else {
-            return Verdict::Drop(DropReason::NeighUnresolved);
+        let (out, mac) = match self.toward_client(caddr) {
+            Ok(hop) => hop,
+            Err(r) => return Verdict::Drop(r),
         };
         let port_mac = self.snap.ports[out as usize].mac;
         let f = pkt.data_mut();

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use rvs_lab::{BIG_LEN, DrLab, LabProfile};
+use rvs_lab::{BIG_LEN, DrLab, LabProfile, summary_counter};
 
 const VIP_RR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 100);
 const VIP_WRR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 101);
@@ -26,23 +26,6 @@ fn dpdk_runtime_dirs() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// A counter from the dataplane's exit summary line, e.g. `connections 12`.
-fn counter(summary: &str, name: &str) -> u64 {
-    let line = summary
-        .lines()
-        .find(|l| l.starts_with("worker lcore"))
-        .unwrap_or_else(|| panic!("no worker summary in:\n{summary}"));
-    let after = line
-        .split(&format!(" {name} "))
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {name} in {line}"));
-    after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("bad {name} in {line}"))
 }
 
 #[test]
@@ -99,10 +82,16 @@ fn dr_lab_balances_real_tcp_in_exact_rr_and_wrr_order() {
         .expect("stop");
     eprintln!("{summary}");
     assert_eq!(code, Some(0), "clean exit on SIGINT:\n{summary}");
-    assert_eq!(counter(&summary, "connections"), 13, "{summary}");
-    assert!(counter(&summary, "forwarded") >= 13 * 4 + 10, "{summary}");
-    assert!(counter(&summary, "arp replies") >= 1, "{summary}");
-    assert!(counter(&summary, "icmp echo replies") >= 2, "{summary}");
+    assert_eq!(summary_counter(&summary, "connections"), 13, "{summary}");
+    assert!(
+        summary_counter(&summary, "forwarded") >= 13 * 4 + 10,
+        "{summary}"
+    );
+    assert!(summary_counter(&summary, "arp replies") >= 1, "{summary}");
+    assert!(
+        summary_counter(&summary, "icmp echo replies") >= 2,
+        "{summary}"
+    );
     assert!(summary.contains("port dp0: ipackets"), "{summary}");
     drop(lab);
 

@@ -6,23 +6,11 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use rvs_lab::NatLab;
+use rvs_lab::{NatLab, summary_counter};
 
 const VIP_NAT: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 100);
 const VIP_FNAT: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 101);
 const LIP: Ipv4Addr = Ipv4Addr::new(10, 202, 0, 5);
-
-fn counter(summary: &str, name: &str) -> u64 {
-    let line = summary
-        .lines()
-        .find(|l| l.starts_with("worker lcore"))
-        .unwrap_or_else(|| panic!("no worker summary in:\n{summary}"));
-    line.split(&format!(" {name} "))
-        .nth(1)
-        .and_then(|a| a.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
-}
 
 fn text(b: Vec<u8>) -> String {
     String::from_utf8_lossy(&b).trim().to_owned()
@@ -126,10 +114,10 @@ fn nat_and_fullnat_carry_real_tcp_both_ways() {
         .expect("stop");
     eprintln!("{summary}");
     assert_eq!(code, Some(0), "{summary}");
-    assert_eq!(counter(&summary, "connections"), 12, "{summary}");
+    assert_eq!(summary_counter(&summary, "connections"), 12, "{summary}");
     assert!(
-        counter(&summary, "nat replies") > 700,
+        summary_counter(&summary, "nat replies") > 700,
         "1 MiB back twice: {summary}"
     );
-    assert!(counter(&summary, "forwarded") > 400, "{summary}");
+    assert!(summary_counter(&summary, "forwarded") > 400, "{summary}");
 }

@@ -7,23 +7,11 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use rvs_lab::{BIG_LEN, DrLab, LabProfile};
+use rvs_lab::{BIG_LEN, DrLab, LabProfile, summary_counter};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 100);
 const VIP_GRE: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 101);
 const VIP_GUE: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 102);
-
-fn counter(summary: &str, name: &str) -> u64 {
-    let line = summary
-        .lines()
-        .find(|l| l.starts_with("worker lcore"))
-        .unwrap_or_else(|| panic!("no worker summary in:\n{summary}"));
-    line.split(&format!(" {name} "))
-        .nth(1)
-        .and_then(|a| a.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
-}
 
 #[test]
 fn tunnel_mode_with_decapsulating_real_servers_and_path_mtu() {
@@ -103,6 +91,13 @@ fn tunnel_mode_with_decapsulating_real_servers_and_path_mtu() {
         .expect("stop");
     eprintln!("{summary}");
     assert_eq!(code, Some(0), "{summary}");
-    assert_eq!(counter(&summary, "connections"), 6 + 2 * 4, "{summary}");
-    assert!(counter(&summary, "icmp frag needed") >= 1, "{summary}");
+    assert_eq!(
+        summary_counter(&summary, "connections"),
+        6 + 2 * 4,
+        "{summary}"
+    );
+    assert!(
+        summary_counter(&summary, "icmp frag needed") >= 1,
+        "{summary}"
+    );
 }

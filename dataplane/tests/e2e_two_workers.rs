@@ -7,26 +7,11 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use rvs_lab::NatLab;
+use rvs_lab::{NatLab, summary_counter};
 
 const VIP_NAT: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 100);
 const VIP_FNAT: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 101);
 const LIP: Ipv4Addr = Ipv4Addr::new(10, 202, 0, 5);
-
-/// A counter summed over every worker line of the exit summary.
-fn total(summary: &str, name: &str) -> u64 {
-    summary
-        .lines()
-        .filter(|l| l.starts_with("worker lcore"))
-        .map(|line| {
-            line.split(&format!(" {name} "))
-                .nth(1)
-                .and_then(|a| a.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("no {name} in {line}"))
-        })
-        .sum()
-}
 
 #[test]
 fn nat_and_fullnat_complete_with_two_workers() {
@@ -87,12 +72,12 @@ fn nat_and_fullnat_complete_with_two_workers() {
         .count();
     assert_eq!(workers, 2, "{summary}");
     assert_eq!(
-        total(&summary, "connections"),
+        summary_counter(&summary, "connections"),
         2 * (n as u64 + 1),
         "{summary}"
     );
     assert!(
-        total(&summary, "handoffs") > 0,
+        summary_counter(&summary, "handoffs") > 0,
         "some replies crossed workers: {summary}"
     );
     assert!(!summary.contains("handoff_full"), "{summary}");

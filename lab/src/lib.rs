@@ -15,3 +15,24 @@ mod netns;
 pub use dr::{BIG_LEN, DrLab, LabProfile, RealServer};
 pub use nat::{NatLab, RS_PORT};
 pub use netns::{Lab, LabError, check_root, require_tools};
+
+/// A counter from `rvs-dataplane`'s exit summary (`worker lcore N: … connections 12, …`),
+/// summed over every worker line. Panics naming the counter if a worker line lacks it or if
+/// there is no worker line.
+pub fn summary_counter(summary: &str, name: &str) -> u64 {
+    let lines: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.starts_with("worker lcore"))
+        .collect();
+    assert!(!lines.is_empty(), "no worker summary in:\n{summary}");
+    lines
+        .iter()
+        .map(|line| {
+            line.split(&format!(" {name} "))
+                .nth(1)
+                .and_then(|a| a.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+        })
+        .sum()
+}
