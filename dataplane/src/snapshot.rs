@@ -126,14 +126,6 @@ impl ServiceView {
 /// Why a validated profile cannot run on this dataplane build.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
-    /// A feature the profile uses is not implemented yet.
-    #[error("{what}: {why}")]
-    Unsupported {
-        /// The service or server concerned.
-        what: String,
-        /// What is missing.
-        why: String,
-    },
     /// A real server or next hop is not reachable through any port.
     #[error("{what}: {addr} is not on any port's connected prefix")]
     Unreachable {

@@ -45,17 +45,9 @@ fn dr_lab_balances_real_tcp_in_exact_rr_and_wrr_order() {
     });
     let path = lab.write_file("e2e.yaml", &profile).expect("profile");
     let log = lab.start_dataplane("dp", bin, &path).expect("spawn");
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     lab.lab
-        .wait_for("dataplane running", Duration::from_secs(30), || {
-            read_log().contains("dataplane running")
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
-    lab.lab
-        .wait_for("ping to the DIP", Duration::from_secs(10), || {
-            lab.ping(lab.dip)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
+        .wait_dataplane(&log, "ping to the DIP", || lab.ping(lab.dip))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(lab.ping(VIP_RR), "the director answers ping for a VIP");
 
     let rr: Vec<String> = (0..6).map(|_| lab.get(VIP_RR).expect("GET rr")).collect();

@@ -32,15 +32,8 @@ fn nat_and_fullnat_carry_real_tcp_both_ways() {
     let log = lab.start_dataplane("dp", bin, &path).expect("spawn");
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     lab.lab
-        .wait_for("dataplane running", Duration::from_secs(30), || {
-            read_log().contains("dataplane running")
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
-    lab.lab
-        .wait_for("ping to the external DIP", Duration::from_secs(10), || {
-            lab.ping(lab.dip_ext)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
+        .wait_dataplane(&log, "ping to the external DIP", || lab.ping(lab.dip_ext))
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // NAT: port 80 → 8080, the real server sees the client; rr order.
     let nat: Vec<String> = (0..4)

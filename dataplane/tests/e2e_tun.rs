@@ -47,15 +47,8 @@ fn tunnel_mode_with_decapsulating_real_servers_and_path_mtu() {
     let log = lab.start_dataplane("dp", bin, &path).expect("spawn");
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     lab.lab
-        .wait_for("dataplane running", Duration::from_secs(30), || {
-            read_log().contains("dataplane running")
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
-    lab.lab
-        .wait_for("ping to the DIP", Duration::from_secs(10), || {
-            lab.ping(lab.dip)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
+        .wait_dataplane(&log, "ping to the DIP", || lab.ping(lab.dip))
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let got: Vec<String> = (0..4).map(|_| lab.get(VIP).expect("GET")).collect();
     assert_eq!(

@@ -163,10 +163,7 @@ impl NatLab {
 
     /// Writes `text` into the lab directory.
     pub fn write_file(&self, name: &str, text: &str) -> Result<PathBuf, LabError> {
-        let path = self.lab.dir().join(name);
-        std::fs::write(&path, text)
-            .map_err(|e| LabError::Host(format!("{}: {e}", path.display())))?;
-        Ok(path)
+        self.lab.write_file(name, text)
     }
 
     /// Starts `rvs-dataplane --profile PROFILE` in the director namespace as process `name`.
@@ -176,9 +173,8 @@ impl NatLab {
         binary: &std::path::Path,
         profile: &std::path::Path,
     ) -> Result<PathBuf, LabError> {
-        let mut cmd = self.lab.command(&self.director, &binary.to_string_lossy());
-        cmd.arg("--profile").arg(profile).env("RVS_LOG", "info");
-        self.lab.spawn(name, cmd)
+        let ns = self.director.clone();
+        self.lab.start_dataplane(&ns, name, binary, profile)
     }
 
     /// GET `http://vip/path` from the client; returns the body.

@@ -234,6 +234,46 @@ impl Lab {
             .is_some_and(|(_, c)| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Writes `text` to file `name` in the lab directory; returns its path.
+    pub fn write_file(&self, name: &str, text: &str) -> Result<PathBuf, LabError> {
+        let path = self.dir.join(name);
+        fs::write(&path, text).map_err(|e| LabError::Host(format!("{}: {e}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Starts `BINARY --profile PROFILE` (rvs-dataplane) in namespace `ns` as process `name`,
+    /// logging at info level; returns its log file.
+    pub fn start_dataplane(
+        &mut self,
+        ns: &str,
+        name: &str,
+        binary: &Path,
+        profile: &Path,
+    ) -> Result<PathBuf, LabError> {
+        let mut cmd = self.command(ns, &binary.to_string_lossy());
+        cmd.arg("--profile").arg(profile).env("RVS_LOG", "info");
+        self.spawn(name, cmd)
+    }
+
+    /// Waits until the dataplane logging to `log` says it runs, then until `probe` (e.g. a ping
+    /// to the director) succeeds. Errors carry the dataplane's log.
+    pub fn wait_dataplane(
+        &self,
+        log: &Path,
+        probe_what: &str,
+        mut probe: impl FnMut() -> bool,
+    ) -> Result<(), LabError> {
+        let read = || fs::read_to_string(log).unwrap_or_default();
+        let with_log =
+            |e: LabError| LabError::Host(format!("{e}\n--- dataplane log ---\n{}", read()));
+        self.wait_for("the dataplane to run", Duration::from_secs(30), || {
+            read().contains("dataplane running")
+        })
+        .map_err(with_log)?;
+        self.wait_for(probe_what, Duration::from_secs(10), &mut probe)
+            .map_err(with_log)
+    }
+
     /// Polls `f` every 50 ms until it returns true or `timeout` passes.
     pub fn wait_for(
         &self,

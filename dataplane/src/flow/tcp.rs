@@ -153,21 +153,8 @@ pub enum Direction {
     InputOnly = 2,
 }
 
-/// TCP flag bits as they appear in the header's 13th byte.
-pub mod flags {
-    /// FIN.
-    pub const FIN: u8 = 0x01;
-    /// SYN.
-    pub const SYN: u8 = 0x02;
-    /// RST.
-    pub const RST: u8 = 0x04;
-    /// PSH (ignored by the state machine).
-    pub const PSH: u8 = 0x08;
-    /// ACK.
-    pub const ACK: u8 = 0x10;
-    /// URG (ignored by the state machine).
-    pub const URG: u8 = 0x20;
-}
+/// TCP flag bits (header byte 13): the wire module's constants.
+pub use crate::wire::tcp_flag as flags;
 
 /// The state after a TCP packet with header flags `flags` (byte 13) crosses the director in
 /// `dir` while the flow is in `state`: the kernel's `set_tcp_state` over the normal

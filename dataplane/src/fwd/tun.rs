@@ -20,9 +20,6 @@ use crate::wire::{
     EthernetFrame, IcmpV4Packet, Ipv4Packet, Ipv4Repr, MacAddr, icmp_code, icmp_type, ip_proto,
 };
 
-/// Bytes IP-in-IP adds (the outer IPv4 header).
-pub const OVERHEAD: usize = 20;
-
 /// Bytes an encapsulation adds in front of the inner packet.
 #[inline]
 pub const fn overhead(kind: TunnelKind) -> usize {

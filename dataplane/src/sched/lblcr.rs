@@ -356,14 +356,7 @@ mod tests {
 
     use super::*;
 
-    fn d(weight: u32, active: u32, inactive: u32) -> DestLoad {
-        DestLoad {
-            weight,
-            overloaded: false,
-            active,
-            inactive,
-        }
-    }
+    use super::super::d;
 
     fn to(daddr: Ipv4Addr, now: u32) -> SchedInput {
         SchedInput {

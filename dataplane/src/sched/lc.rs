@@ -33,14 +33,7 @@ impl LeastConnection {
 mod tests {
     use super::*;
 
-    fn d(weight: u32, active: u32, inactive: u32) -> DestLoad {
-        DestLoad {
-            weight,
-            overloaded: false,
-            active,
-            inactive,
-        }
-    }
+    use super::super::d;
 
     /// Conformance table: (weight, active, inactive) per server → IPVS's pick.
     #[test]

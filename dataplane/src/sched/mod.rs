@@ -298,6 +298,17 @@ const FROZEN_ADDRS: [Ipv4Addr; 20] = [
     Ipv4Addr::new(223, 255, 255, 1),
 ];
 
+/// `DestLoad { weight, active, inactive }`, not overloaded: the scheduler tests' shorthand.
+#[cfg(test)]
+pub(crate) fn d(weight: u32, active: u32, inactive: u32) -> DestLoad {
+    DestLoad {
+        weight,
+        overloaded: false,
+        active,
+        inactive,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
