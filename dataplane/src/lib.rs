@@ -9,6 +9,7 @@
 pub mod flow;
 pub mod fwd;
 pub mod io;
+pub mod mailbox;
 pub mod neigh;
 pub mod pipeline;
 pub mod redirect;

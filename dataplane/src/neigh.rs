@@ -194,6 +194,30 @@ impl Resolver {
         }
     }
 
+    /// The resolver for `next`, a new configuration's table: slots that were in `prev` (same
+    /// address and port) keep their MAC and resolution state; new slots start incomplete and
+    /// are asked at once. Slots only `prev` had are forgotten.
+    pub fn carry_over(&self, prev: &NeighTable, next: &NeighTable, now_ms: u64) -> Resolver {
+        let res = next
+            .slots()
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| match prev.find(slot.ip, slot.port) {
+                Some(j) => {
+                    next.set(i, prev.mac(j));
+                    self.res[j]
+                }
+                None => Resolution {
+                    state: NeighState::Incomplete,
+                    confirmed_ms: 0,
+                    next_ask_ms: now_ms,
+                    probes: 0,
+                },
+            })
+            .collect();
+        Resolver { res }
+    }
+
     /// Milliseconds since slot `i` was last confirmed, if ever.
     pub fn age_ms(&self, i: usize, now_ms: u64) -> Option<u64> {
         let r = self.res.get(i)?;
@@ -208,6 +232,27 @@ mod tests {
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
     const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 12);
     const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x11]);
+
+    #[test]
+    fn a_new_table_keeps_what_was_resolved() {
+        let old = NeighTable::new([(A, 0), (B, 0)]);
+        let mut r = Resolver::new(2, 0);
+        let ev = NeighEvent {
+            port: 0,
+            ip: B,
+            mac: MAC,
+        };
+        r.learn(&old, &ev, 10);
+        let c = Ipv4Addr::new(10, 0, 0, 13);
+        let new = NeighTable::new([(c, 0), (B, 0)]);
+        let mut r2 = r.carry_over(&old, &new, 20);
+        assert_eq!(new.mac(1), Some(MAC), "B keeps its MAC in its new slot");
+        assert_eq!(r2.state(1), Some(NeighState::Reachable));
+        assert_eq!(new.mac(0), None);
+        let mut asked = vec![];
+        r2.tick(&new, 20, |i| asked.push(i));
+        assert_eq!(asked, [0], "only the new neighbour is asked");
+    }
 
     #[test]
     fn asks_until_answered_then_trusts_then_probes_then_fails() {

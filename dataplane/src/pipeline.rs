@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
-use rvs_config::Forward;
+use rvs_config::{Forward, ServiceKey};
 
 use crate::flow::tcp::{self, Direction, State};
 use crate::flow::{Conn, ConnTable, CreateError, Dir, FlowKey, Mode, NO_TEMPLATE};
@@ -21,7 +21,7 @@ use crate::fwd::{self, fnat::PortPool, nat, tun};
 use crate::neigh::NeighEvent;
 use crate::redirect::Redirect;
 use crate::sched::{self, DestLoad, Sched, SchedInput};
-use crate::snapshot::{NextHop, Snapshot};
+use crate::snapshot::{Dest, NextHop, Snapshot};
 use crate::stats::{Counters, DropReason, TrafficCounters};
 use crate::wire::{
     ArpPacket, EthernetFrame, IcmpV4Packet, Ipv4Packet, MacAddr, TcpPacket, UdpPacket, arp_op,
@@ -175,6 +175,7 @@ impl PeerCache {
 /// The per-server accounting a connection holds, borrowed apart from the connection table.
 struct Accounts<'a> {
     loads: &'a mut Vec<Vec<DestLoad>>,
+    persistent: &'a mut Vec<Vec<u32>>,
     lports: &'a mut Vec<PortPool>,
     snap: &'a Snapshot,
     redirect: Option<&'a Redirect>,
@@ -184,6 +185,13 @@ struct Accounts<'a> {
 impl Accounts<'_> {
     fn release(&mut self, c: &Conn) {
         if Mode::from_u8(c.mode) == Mode::Template {
+            if let Some(n) = self
+                .persistent
+                .get_mut(c.service as usize)
+                .and_then(|v| v.get_mut(c.dest as usize))
+            {
+                *n = n.saturating_sub(1);
+            }
             return;
         }
         let svc = c.service as usize;
@@ -269,6 +277,10 @@ struct L4 {
     tos: u8,
 }
 
+/// `Conn::service` and `Conn::dest` of a connection whose service or real server a
+/// configuration change removed (see [`Worker::install`]).
+pub const ORPHAN: u16 = u16::MAX;
+
 /// One worker's state: its connections, its scheduler states, its accounting and counters.
 #[derive(Debug)]
 pub struct Worker {
@@ -277,6 +289,8 @@ pub struct Worker {
     snap: Arc<Snapshot>,
     sched: Vec<Sched>,
     loads: Vec<Vec<DestLoad>>,
+    /// Per service, per real server: persistence templates pointing at it.
+    persistent: Vec<Vec<u32>>,
     conns: ConnTable,
     lports: Vec<PortPool>,
     next_lip: Vec<usize>,
@@ -349,6 +363,7 @@ impl Worker {
         Worker {
             id,
             sched,
+            persistent: loads.iter().map(|l| vec![0; l.len()]).collect(),
             loads,
             conns: ConnTable::new(conns, seed, 0),
             lports,
@@ -411,18 +426,9 @@ impl Worker {
     }
 
     /// Persistence templates pointing at each real server of service `svc` (ipvsadm's
-    /// `--persistent-conn` column). A full scan: off the hot path.
-    pub fn persistent_counts(&self, svc: usize) -> Vec<u32> {
-        let mut n = vec![0u32; self.traffic[svc].len()];
-        for (_, c) in self.conns.iter() {
-            if Mode::from_u8(c.mode) == Mode::Template
-                && c.service as usize == svc
-                && let Some(x) = n.get_mut(c.dest as usize)
-            {
-                *x += 1;
-            }
-        }
-        n
+    /// `--persistent-conn` column), kept as templates come and go.
+    pub fn persistent_counts(&self, svc: usize) -> &[u32] {
+        &self.persistent[svc]
     }
 
     /// Every tracked connection and template at time `now`, for listings (`ipvsadm -Lnc`).
@@ -455,6 +461,203 @@ impl Worker {
         &self.loads[svc]
     }
 
+    /// The real server a connection forwards to, as the current snapshot knows it. An orphan
+    /// (its service or server removed by a configuration change; IPVS keeps such connections
+    /// while they live, its `expire_nodest_conn` being off by default) keeps going to its
+    /// real server while the snapshot has a next hop for it: the server is still on-link with
+    /// a neighbour slot (another service uses it), or routed through a gateway.
+    #[inline]
+    fn dest_of(&self, c: &Conn) -> Option<Dest> {
+        if let Some(d) = self
+            .snap
+            .services
+            .get(c.service as usize)
+            .and_then(|s| s.dests.get(c.dest as usize))
+        {
+            return Some(*d);
+        }
+        let addr = Ipv4Addr::from_bits(c.raddr);
+        let (out_port, neigh) = match self.snap.next_hop(addr)? {
+            NextHop::Gateway { port, neigh } => (port, neigh),
+            NextHop::OnLink { port } => (port, self.snap.neigh.find(addr, port)? as u32),
+        };
+        Some(Dest {
+            addr,
+            port: c.rport,
+            weight: 0,
+            forward: Forward::Dr,
+            out_port,
+            neigh,
+            upper: 0,
+            lower: 0,
+        })
+    }
+
+    /// Switches to a new configuration snapshot (off the hot path, between bursts) and
+    /// returns the old one, to be dropped off this core.
+    ///
+    /// Services are matched by their ipvsadm identity and real servers by address and port:
+    /// what survives keeps its connection counts, traffic counters, persistence counts and,
+    /// when its scheduler and server list are unchanged, its scheduler state (a weight change
+    /// re-derives the weight-dependent parts, as IPVS's `update_service`); a changed server list
+    /// or scheduler starts the scheduler afresh. Connections and templates are renumbered to
+    /// the new positions (a full scan, skipped when no position moved); those whose service or
+    /// server is gone become orphans ([`ORPHAN`]): they keep forwarding while a next hop is
+    /// known and expire as usual, and new connections are never scheduled to them.
+    pub fn install(&mut self, snap: Arc<Snapshot>) -> Arc<Snapshot> {
+        use std::collections::HashMap;
+        let old = Arc::clone(&self.snap);
+        let by_key: HashMap<ServiceKey, usize> = snap
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key, i))
+            .collect();
+        let svc_map: Vec<u16> = old
+            .services
+            .iter()
+            .map(|s| by_key.get(&s.key).map_or(ORPHAN, |&n| n as u16))
+            .collect();
+        let dest_map: Vec<Vec<u16>> = old
+            .services
+            .iter()
+            .zip(&svc_map)
+            .map(|(s, &n)| {
+                s.dests
+                    .iter()
+                    .map(|d| {
+                        snap.services
+                            .get(n as usize)
+                            .and_then(|ns| {
+                                ns.dests
+                                    .iter()
+                                    .position(|x| x.addr == d.addr && x.port == d.port)
+                            })
+                            .map_or(ORPHAN, |j| j as u16)
+                    })
+                    .collect()
+            })
+            .collect();
+        let identity = svc_map.iter().enumerate().all(|(i, &n)| n as usize == i)
+            && dest_map
+                .iter()
+                .all(|v| v.iter().enumerate().all(|(j, &d)| d as usize == j));
+
+        let mut loads: Vec<Vec<DestLoad>> = snap.services.iter().map(|s| s.loads()).collect();
+        let mut traffic: Vec<Vec<TrafficCounters>> = loads
+            .iter()
+            .map(|l| vec![TrafficCounters::default(); l.len()])
+            .collect();
+        let mut persistent: Vec<Vec<u32>> = loads.iter().map(|l| vec![0; l.len()]).collect();
+        let mut prev_of: Vec<Option<usize>> = vec![None; snap.services.len()];
+        for (i, &n) in svc_map.iter().enumerate() {
+            if n == ORPHAN {
+                continue;
+            }
+            let n = n as usize;
+            prev_of[n] = Some(i);
+            for (j, &d) in dest_map[i].iter().enumerate() {
+                if d == ORPHAN {
+                    continue;
+                }
+                let d = d as usize;
+                let l = &mut loads[n][d];
+                l.active = self.loads[i][j].active;
+                l.inactive = self.loads[i][j].inactive;
+                let dest = &snap.services[n].dests[d];
+                sched::update_overload(l, dest.upper, dest.lower);
+                traffic[n][d] = self.traffic[i][j];
+                persistent[n][d] = self.persistent[i][j];
+            }
+        }
+        let mut old_sched: Vec<Option<Sched>> =
+            std::mem::take(&mut self.sched).into_iter().map(Some).collect();
+        self.sched = snap
+            .services
+            .iter()
+            .enumerate()
+            .map(|(n, s)| {
+                let fresh = || Sched::build(s.scheduler, &s.flags, &loads[n]);
+                let Some(i) = prev_of[n] else {
+                    return fresh();
+                };
+                let o = &old.services[i];
+                let same_list = o.dests.len() == s.dests.len()
+                    && o.dests
+                        .iter()
+                        .zip(&s.dests)
+                        .all(|(a, b)| a.addr == b.addr && a.port == b.port);
+                match old_sched[i].take() {
+                    Some(mut sc) if same_list && o.scheduler == s.scheduler && o.flags == s.flags => {
+                        let weights_changed =
+                            o.dests.iter().zip(&s.dests).any(|(a, b)| a.weight != b.weight);
+                        if weights_changed {
+                            sc.update(&loads[n]);
+                        }
+                        sc
+                    }
+                    _ => fresh(),
+                }
+            })
+            .collect();
+        // FullNAT port pools follow their local address.
+        let mut old_pools: Vec<Option<PortPool>> =
+            std::mem::take(&mut self.lports).into_iter().map(Some).collect();
+        self.lports = snap
+            .lips
+            .iter()
+            .map(|l| {
+                old.lips
+                    .iter()
+                    .position(|x| x == l)
+                    .and_then(|i| old_pools[i].take())
+                    .unwrap_or_else(|| PortPool::new(self.id, self.workers))
+            })
+            .collect();
+        self.next_lip = vec![0; snap.services.len()];
+        if !identity {
+            self.conns.for_each_mut(|c| {
+                let i = c.service as usize;
+                match svc_map.get(i) {
+                    Some(&n) if n != ORPHAN => {
+                        c.service = n;
+                        c.dest = dest_map[i].get(c.dest as usize).copied().unwrap_or(ORPHAN);
+                    }
+                    _ => {
+                        c.service = ORPHAN;
+                        c.dest = ORPHAN;
+                    }
+                }
+            });
+        }
+        self.loads = loads;
+        self.traffic = traffic;
+        self.persistent = persistent;
+        self.snap = snap;
+        old
+    }
+
+    /// Zeroes the traffic counters of service `svc`, or of every service (`ipvsadm -Z`).
+    pub fn zero_traffic(&mut self, svc: Option<usize>) {
+        for (i, v) in self.traffic.iter_mut().enumerate() {
+            if svc.is_none_or(|s| s == i) {
+                v.fill(TrafficCounters::default());
+            }
+        }
+    }
+
+    /// Per service and real server: (service index, server index, traffic, counts,
+    /// persistence templates), for publishing.
+    pub fn dest_stats(
+        &self,
+    ) -> impl Iterator<Item = (usize, usize, &TrafficCounters, &DestLoad, u32)> + '_ {
+        self.traffic.iter().enumerate().flat_map(move |(i, v)| {
+            v.iter().enumerate().map(move |(j, t)| {
+                (i, j, t, &self.loads[i][j], self.persistent[i][j])
+            })
+        })
+    }
+
     /// Runs one frame received on port `in_port` through the pipeline at dataplane time `now`
     /// (seconds), rewriting it in place. Drops are counted here.
     #[inline]
@@ -478,6 +681,7 @@ impl Worker {
         // The table hands each expired connection out; accounting needs the rest of self.
         let mut acc = Accounts {
             loads: &mut self.loads,
+            persistent: &mut self.persistent,
             lports: &mut self.lports,
             snap: &self.snap,
             redirect: self.redirect.as_deref(),
@@ -488,11 +692,15 @@ impl Worker {
                 // A template does not expire while it controls connections (IPVS restarts
                 // its timer); it holds no server counts.
                 if c.controls > 0 {
-                    let timeout = acc.snap.services[c.service as usize]
-                        .persistence
+                    let timeout = acc
+                        .snap
+                        .services
+                        .get(c.service as usize)
+                        .and_then(|s| s.persistence)
                         .map_or(0, |p| p.0);
                     return Some(now.saturating_add(timeout.max(1)));
                 }
+                acc.release(c);
                 return None;
             }
             acc.release(c);
@@ -509,6 +717,7 @@ impl Worker {
     fn accounts(&mut self) -> Accounts<'_> {
         Accounts {
             loads: &mut self.loads,
+            persistent: &mut self.persistent,
             lports: &mut self.lports,
             snap: &self.snap,
             redirect: self.redirect.as_deref(),
@@ -711,7 +920,7 @@ impl Worker {
             return None;
         }
         let mode = Mode::from_u8(c.mode);
-        let dest = self.snap.services[c.service as usize].dests[c.dest as usize];
+        let dest = self.dest_of(&c)?;
         let vaddr = Ipv4Addr::from_bits(c.vaddr);
         let caddr = Ipv4Addr::from_bits(c.caddr);
         let laddr = Ipv4Addr::from_bits(c.laddr);
@@ -896,10 +1105,12 @@ impl Worker {
             self.counters.timers_full += 1;
         }
         let conn = *self.conns.get(id);
-        if was_active != active {
-            let svc = conn.service as usize;
-            let d = conn.dest as usize;
-            let l = &mut self.loads[svc][d];
+        let svc = conn.service as usize;
+        let d = conn.dest as usize;
+        // An orphan (its service or server removed since) has no counts or counters left.
+        if was_active != active
+            && let Some(l) = self.loads.get_mut(svc).and_then(|v| v.get_mut(d))
+        {
             if active {
                 l.active += 1;
                 l.inactive = l.inactive.saturating_sub(1);
@@ -910,17 +1121,21 @@ impl Worker {
             let dest = &self.snap.services[svc].dests[d];
             sched::update_overload(l, dest.upper, dest.lower);
         }
-        let t = &mut self.traffic[conn.service as usize][conn.dest as usize];
         let len = u64::from(l4.total_len);
+        let t = self.traffic.get_mut(svc).and_then(|v| v.get_mut(d));
         match dir {
             Dir::In => {
-                t.in_packets += 1;
-                t.in_bytes += len;
+                if let Some(t) = t {
+                    t.in_packets += 1;
+                    t.in_bytes += len;
+                }
                 self.forward(pkt, in_port, &conn, l4)
             }
             Dir::Out => {
-                t.out_packets += 1;
-                t.out_bytes += len;
+                if let Some(t) = t {
+                    t.out_packets += 1;
+                    t.out_bytes += len;
+                }
                 self.reply(pkt, &conn)
             }
         }
@@ -1083,11 +1298,15 @@ impl Worker {
         if let Some((tid, _)) = self.conns.lookup(&key) {
             let t = self.conns.get_mut(tid);
             // Valid while it lives or controls connections, and while its server exists.
-            if (t.expires > now || t.controls > 0) && (t.dest as usize) < ndests {
+            if (t.expires > now || t.controls > 0)
+                && t.service as usize == svc
+                && (t.dest as usize) < ndests
+            {
                 t.expires = now.saturating_add(timeout).max(t.expires);
                 return Ok((t.dest as usize, tid));
             }
-            self.conns.remove(tid);
+            let t = self.conns.remove(tid);
+            self.release(&t);
         }
         let d = self.schedule(svc, l4, now).ok_or(DropReason::NoDest)?;
         let dest = &self.snap.services[svc].dests[d];
@@ -1112,6 +1331,7 @@ impl Worker {
         }
         let tid = created.map_err(|_| DropReason::FlowTableFull)?;
         self.counters.templates += 1;
+        self.persistent[svc][d] += 1;
         Ok((d, tid))
     }
 
@@ -1138,7 +1358,9 @@ impl Worker {
         c: &Conn,
         l4: &L4,
     ) -> Verdict {
-        let dest = self.snap.services[c.service as usize].dests[c.dest as usize];
+        let Some(dest) = self.dest_of(c) else {
+            return Verdict::Drop(DropReason::NoDest);
+        };
         let Some(mac) = self.snap.neigh.mac(dest.neigh as usize) else {
             return Verdict::Drop(DropReason::NeighUnresolved);
         };
@@ -1171,7 +1393,11 @@ impl Worker {
                 fwd::set_l2(f, port_mac, mac);
             }
             Mode::Tun => {
-                let (kind, gue_port) = self.snap.services[c.service as usize].tunnel;
+                let (kind, gue_port) = self
+                    .snap
+                    .services
+                    .get(c.service as usize)
+                    .map_or((rvs_config::TunnelKind::Ipip, 0), |s| s.tunnel);
                 let overhead = tun::overhead(kind);
                 let mtu = usize::from(self.snap.ports[out as usize].mtu);
                 let inner = usize::from(l4.total_len);

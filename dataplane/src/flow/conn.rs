@@ -382,6 +382,16 @@ impl ConnTable {
         self.iter().map(|(_, c)| c).filter(move |c| c.expires > now)
     }
 
+    /// Calls `f` on every tracked connection (a full scan, off the hot path). `f` must not
+    /// change the connection's keys or deadline: the index and the timers keep them.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Conn)) {
+        for (c, used) in self.conns.iter_mut().zip(self.used.iter()) {
+            if *used {
+                f(c);
+            }
+        }
+    }
+
     /// Every tracked connection with its id (a full scan, off the hot path).
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Conn)> + '_ {
         self.conns
