@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod configure;
 pub mod flow;
 pub mod fwd;
 pub mod io;
