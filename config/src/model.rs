@@ -26,6 +26,7 @@ where
 
 /// The whole boot profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// EAL arguments and lcore layout.
@@ -66,6 +67,7 @@ pub const DEFAULT_FLOWS_PER_WORKER: u32 = 1 << 20;
 
 /// `dataplane:` — EAL arguments and lcores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Dataplane {
     /// Extra EAL arguments, passed through (the lcore list is built from `main_lcore` and
@@ -91,6 +93,7 @@ fn default_flows_per_worker() -> u32 {
 
 /// One entry of `ports:`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Port {
     /// Short name (`dp0`), `[a-zA-Z0-9_-]`, unique.
@@ -101,17 +104,20 @@ pub struct Port {
     pub addresses: Vec<Ipv4Prefix>,
     /// MTU, 68..=9600; the device default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub mtu: Option<u16>,
 }
 
 /// One entry of `routes:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Destination prefix (host bits zero); `0.0.0.0/0` is the default route.
     pub prefix: Ipv4Prefix,
     /// Gateway; must be inside a connected prefix.
     #[serde(with = "net::ipv4")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub via: Ipv4Addr,
 }
 
@@ -120,6 +126,7 @@ pub const MAX_TIMEOUT: u32 = 2_147_483;
 
 /// `timeouts:` — the three timeouts `ipvsadm --set` changes, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     /// TCP ESTABLISHED (default 900).
@@ -157,6 +164,7 @@ impl Default for Timeouts {
 /// `mark`. Rules of different marks never overlap (the validator refuses it), so the
 /// dataplane may match them in any order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FwmarkRule {
     /// The mark, 1..=u32::MAX.
@@ -171,6 +179,7 @@ pub struct FwmarkRule {
 
 /// Transport protocol of a service or mark rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP (`-t`).
@@ -216,6 +225,7 @@ impl fmt::Display for Protocol {
 /// Either `vip`, `port` and `protocol` are all set (an address service), or `fwmark` alone
 /// (a firewall-mark service); the validator enforces it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Virtual IP.
@@ -224,9 +234,11 @@ pub struct Service {
         with = "net::ipv4::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub vip: Option<Ipv4Addr>,
     /// Virtual port; 0 = every port of the VIP (needs persistence, as in IPVS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub port: Option<u16>,
     /// Protocol of an address service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,6 +265,7 @@ pub struct Service {
         with = "net::ipv4::vec",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub local_addresses: Vec<Ipv4Addr>,
     /// Fallback server taking traffic when no real server is alive.
     #[serde(
@@ -260,6 +273,7 @@ pub struct Service {
         with = "net::socket_v4_option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub sorry_server: Option<SocketAddrV4>,
     /// Health check applied to every server of the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -324,6 +338,8 @@ impl Service {
 
 /// The ten IPVS schedulers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(rename_all = "lowercase"))]
 #[serde(into = "&'static str")]
 pub enum Scheduler {
     /// Round robin.
@@ -418,6 +434,8 @@ impl<'de> Deserialize<'de> for Scheduler {
 
 /// Scheduler flags (`-b`), meaningful to `sh` only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(rename_all = "kebab-case"))]
 #[serde(into = "&'static str")]
 pub enum SchedFlag {
     /// `sh-port`: hash the source port too.
@@ -473,6 +491,7 @@ pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 360;
 
 /// `persistence:` — `-p timeout -M netmask`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Persistence {
     /// Template timeout in seconds (default 360).
@@ -480,6 +499,7 @@ pub struct Persistence {
     pub timeout: u32,
     /// Client netmask grouping clients onto one template (default /32).
     #[serde(default = "default_netmask", with = "net::ipv4")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub netmask: Ipv4Addr,
 }
 
@@ -501,6 +521,7 @@ impl Default for Persistence {
 
 /// `health_check:` — keepalived's job, done by rvs-control.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// YAML key `type`: `tcp`, `http` or `script`.
@@ -511,12 +532,14 @@ pub struct HealthCheck {
     pub path: Option<String>,
     /// Expected HTTP status (http only; 200 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub status: Option<u16>,
     /// Command to run (script only; required there). Exit status 0 = healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
     /// Port to check instead of the server's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub port: Option<u16>,
     /// Seconds between checks (default 2).
     #[serde(default = "default_interval")]
@@ -590,6 +613,7 @@ impl HealthCheck {
 
 /// Kind of health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthCheckKind {
     /// TCP connect.
@@ -613,6 +637,7 @@ impl HealthCheckKind {
 
 /// What a failing server gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// Weight set to 0: no new connections, existing ones continue.
@@ -629,6 +654,7 @@ pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
 
 /// `tunnel:` of a service — how `tun` servers are reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Tunnel {
     /// Encapsulation.
@@ -636,11 +662,13 @@ pub struct Tunnel {
     pub kind: TunnelKind,
     /// UDP destination port (GUE only; required there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub port: Option<u16>,
 }
 
 /// Tunnel encapsulation (ipvsadm `--tun-type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TunnelKind {
     /// IP-in-IP (protocol 4), the default.
@@ -654,14 +682,17 @@ pub enum TunnelKind {
 
 /// One entry of `servers:` — a real server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// Real-server IP.
     #[serde(with = "net::ipv4")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub address: Ipv4Addr,
     /// Real-server port. Absent (or 0) means the service port, as in ipvsadm; for port-0 and
     /// fwmark services it stays 0 = "the client's destination port".
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub port: u16,
     /// Weight 0..=65535 (default 1); 0 quiesces.
     #[serde(default = "default_weight")]
@@ -683,6 +714,7 @@ fn default_weight() -> u32 {
 
 /// Forwarding mode of a real server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Forward {
     /// Direct routing (`-g`, the default).
@@ -736,16 +768,20 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 
 /// `control:` — how the two processes meet and where the API listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Control {
     /// Shared-memory file between the two processes (absolute).
     #[serde(default = "default_shm")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub shm: PathBuf,
     /// REST API listen address.
     #[serde(default = "default_listen", with = "net::socket")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub listen: SocketAddr,
     /// Bearer-token file (absolute); without it the API accepts loopback only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub token_file: Option<PathBuf>,
 }
 

@@ -331,6 +331,53 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+/// OpenAPI schemas of the address types (feature `openapi`): both are strings on the wire,
+/// except a single-port [`PortRange`], which is a number.
+#[cfg(feature = "openapi")]
+mod openapi {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+
+    use super::{Ipv4Prefix, PortRange};
+
+    impl utoipa::PartialSchema for Ipv4Prefix {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("IPv4 address and prefix length"))
+                .pattern(Some(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"))
+                .examples(["10.0.0.10/24"])
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for Ipv4Prefix {}
+
+    impl utoipa::PartialSchema for PortRange {
+        fn schema() -> RefOr<Schema> {
+            OneOfBuilder::new()
+                .description(Some(
+                    "a port (80) or an inclusive port range (\"8000-8100\")",
+                ))
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0))
+                        .maximum(Some(65535)),
+                )
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(r"^[0-9]{1,5}(-[0-9]{1,5})?$")),
+                )
+                .examples(["8000-8100"])
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for PortRange {}
+}
+
 /// serde helpers for IPv4 address fields, so IPv6 is rejected with a clear message.
 pub(crate) mod ipv4 {
     use super::*;

@@ -10,6 +10,7 @@ pub mod configure;
 pub mod flow;
 pub mod fwd;
 pub mod io;
+pub mod link;
 pub mod mailbox;
 pub mod neigh;
 pub mod pipeline;

@@ -570,8 +570,10 @@ impl Worker {
                 persistent[n][d] = self.persistent[i][j];
             }
         }
-        let mut old_sched: Vec<Option<Sched>> =
-            std::mem::take(&mut self.sched).into_iter().map(Some).collect();
+        let mut old_sched: Vec<Option<Sched>> = std::mem::take(&mut self.sched)
+            .into_iter()
+            .map(Some)
+            .collect();
         self.sched = snap
             .services
             .iter()
@@ -588,9 +590,14 @@ impl Worker {
                         .zip(&s.dests)
                         .all(|(a, b)| a.addr == b.addr && a.port == b.port);
                 match old_sched[i].take() {
-                    Some(mut sc) if same_list && o.scheduler == s.scheduler && o.flags == s.flags => {
-                        let weights_changed =
-                            o.dests.iter().zip(&s.dests).any(|(a, b)| a.weight != b.weight);
+                    Some(mut sc)
+                        if same_list && o.scheduler == s.scheduler && o.flags == s.flags =>
+                    {
+                        let weights_changed = o
+                            .dests
+                            .iter()
+                            .zip(&s.dests)
+                            .any(|(a, b)| a.weight != b.weight);
                         if weights_changed {
                             sc.update(&loads[n]);
                         }
@@ -601,8 +608,10 @@ impl Worker {
             })
             .collect();
         // FullNAT port pools follow their local address.
-        let mut old_pools: Vec<Option<PortPool>> =
-            std::mem::take(&mut self.lports).into_iter().map(Some).collect();
+        let mut old_pools: Vec<Option<PortPool>> = std::mem::take(&mut self.lports)
+            .into_iter()
+            .map(Some)
+            .collect();
         self.lports = snap
             .lips
             .iter()
@@ -652,9 +661,9 @@ impl Worker {
         &self,
     ) -> impl Iterator<Item = (usize, usize, &TrafficCounters, &DestLoad, u32)> + '_ {
         self.traffic.iter().enumerate().flat_map(move |(i, v)| {
-            v.iter().enumerate().map(move |(j, t)| {
-                (i, j, t, &self.loads[i][j], self.persistent[i][j])
-            })
+            v.iter()
+                .enumerate()
+                .map(move |(j, t)| (i, j, t, &self.loads[i][j], self.persistent[i][j]))
         })
     }
 

@@ -202,7 +202,8 @@ impl Counters {
     }
 }
 
-const SCALARS: usize = 19;
+/// Number of scalar counters.
+pub const SCALARS: usize = 19;
 
 /// Counters published for readers on other threads (single writer).
 #[derive(Debug, Default)]
@@ -210,6 +211,37 @@ const SCALARS: usize = 19;
 pub struct SharedCounters {
     scalars: [AtomicU64; SCALARS],
     drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl Counters {
+    /// Names of [`Counters::scalars`], in order (the stats region and the API use them).
+    pub const SCALAR_NAMES: [&'static str; SCALARS] = [
+        "rx_packets",
+        "rx_bytes",
+        "tx_packets",
+        "tx_bytes",
+        "forwarded",
+        "connections",
+        "arp_replies",
+        "arp_learned",
+        "icmp_echo_replies",
+        "control_tx",
+        "events_lost",
+        "replies",
+        "icmp_frag_needed",
+        "expired",
+        "templates",
+        "handoffs",
+        "redirects_lost",
+        "icmp_translated",
+        "timers_full",
+    ];
+
+    /// Every scalar counter, in [`Counters::SCALAR_NAMES`] order.
+    #[inline]
+    pub fn scalars(&self) -> [u64; SCALARS] {
+        SharedCounters::scalars(self)
+    }
 }
 
 impl SharedCounters {
@@ -279,6 +311,16 @@ impl SharedCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_match_what_the_control_process_reads() {
+        assert_eq!(Counters::SCALAR_NAMES, rvs_shm::COUNTER_NAMES);
+        let drops: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(drops, rvs_shm::DROP_NAMES);
+        const {
+            assert!(SCALARS <= rvs_shm::WORKER_COUNTERS && DropReason::COUNT <= rvs_shm::DROP_SLOTS)
+        };
+    }
 
     #[test]
     fn publish_then_read_round_trips() {

@@ -22,10 +22,13 @@ fn profile(
     workers: &str,
     device: &str,
 ) -> std::path::PathBuf {
+    let shm = dir.join(format!("{name}.shm"));
     let text = format!(
-        "dataplane:\n  eal: [{eal}]\n  main_lcore: 0\n  workers: [{workers}]\n  flows_per_worker: 4096\n\
+        "control:\n  shm: {shm}\n\
+         dataplane:\n  eal: [{eal}]\n  main_lcore: 0\n  workers: [{workers}]\n  flows_per_worker: 4096\n\
          ports:\n  - name: dp0\n    device: \"{device}\"\n    addresses: [\"10.201.0.10/24\"]\n\
-         services:\n  - {{ vip: 10.201.0.100, port: 80, protocol: tcp, scheduler: rr, servers: [{{ address: 10.201.0.11 }}] }}\n"
+         services:\n  - {{ vip: 10.201.0.100, port: 80, protocol: tcp, scheduler: rr, servers: [{{ address: 10.201.0.11 }}] }}\n",
+        shm = shm.display()
     );
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

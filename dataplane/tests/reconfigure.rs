@@ -161,7 +161,10 @@ fn a_weight_change_keeps_counts_and_a_new_list_restarts_the_scheduler() {
         send(&mut w, 3000 + p, VIP_A, tcp_flag::SYN, 1).unwrap();
     }
     assert_eq!(w.loads(0)[0].inactive + w.loads(0)[1].inactive, 3);
-    let heavier = SVC_A.replace("{ address: 10.0.0.12 }", "{ address: 10.0.0.12, weight: 5 }");
+    let heavier = SVC_A.replace(
+        "{ address: 10.0.0.12 }",
+        "{ address: 10.0.0.12, weight: 5 }",
+    );
     w.install(snapshot(&[&heavier]));
     assert_eq!(w.loads(0)[1].weight, 5);
     assert_eq!(w.loads(0)[0].inactive + w.loads(0)[1].inactive, 3);
@@ -171,7 +174,11 @@ fn a_weight_change_keeps_counts_and_a_new_list_restarts_the_scheduler() {
     let (a, b) = (w.loads(0)[0].inactive, w.loads(0)[1].inactive);
     w.install(snapshot(&[&front]));
     assert_eq!(
-        (w.loads(0)[0].inactive, w.loads(0)[1].inactive, w.loads(0)[2].inactive),
+        (
+            w.loads(0)[0].inactive,
+            w.loads(0)[1].inactive,
+            w.loads(0)[2].inactive
+        ),
         (0, a, b)
     );
     assert_eq!(
@@ -210,7 +217,11 @@ fn the_mailbox_installs_lists_pages_and_zeroes() {
     mb.serve(&mut w, 1);
     assert!(matches!(mb.outbox.pop(), Some(FromWorker::Zeroed(0))));
     assert_eq!(w.service_traffic(0).conns, 0);
-    assert_eq!(w.loads(0)[0].inactive + w.loads(0)[1].inactive, 5, "counts are not counters");
+    assert_eq!(
+        w.loads(0)[0].inactive + w.loads(0)[1].inactive,
+        5,
+        "counts are not counters"
+    );
 
     mb.inbox
         .push(ToWorker::Install(snapshot(&[SVC_A, SVC_B]), 7))

@@ -140,8 +140,10 @@ impl NatLab {
             "dataplane:\n  eal: [\"-m\", \"128\", \"--log-level=*:warning\"]\n  main_lcore: 0\n  workers: [{workers}]\n  flows_per_worker: 65536\n{share}\
              ports:\n  - {{ name: ext, device: \"net_af_packet0,iface=d0{qpairs}\", addresses: [\"{}/24\"] }}\n\
              \x20 - {{ name: int, device: \"net_af_packet1,iface=d1{qpairs}\", addresses: [\"{}/24\"] }}\n\
-             services:\n",
-            self.dip_ext, self.dip_int
+             {control}services:\n",
+            self.dip_ext,
+            self.dip_int,
+            control = self.lab.control_section("127.0.0.1:9180"),
         );
         for (vip, sched, fwd, lips) in services {
             y.push_str(&format!(

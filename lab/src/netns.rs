@@ -121,6 +121,20 @@ impl Lab {
         })
     }
 
+    /// The profile's `control` section for this lab: its own shared-memory file (so labs can
+    /// run side by side) and REST address `listen`.
+    pub fn control_section(&self, listen: &str) -> String {
+        format!(
+            "control:\n  shm: /dev/shm/rvs-{}\n  listen: \"{listen}\"\n",
+            self.prefix
+        )
+    }
+
+    /// The lab's shared-memory file (see [`Lab::control_section`]).
+    pub fn shm_path(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/shm/rvs-{}", self.prefix))
+    }
+
     /// Deletes every namespace named `{prefix}-…`.
     pub fn remove_stale(prefix: &str) {
         if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
@@ -314,5 +328,6 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(self.shm_path());
     }
 }

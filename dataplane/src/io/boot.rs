@@ -16,7 +16,10 @@ use crossbeam::queue::ArrayQueue;
 use dpdk::{Eal, LcoreId, Mbuf, Mempool, Port, PortConf, Ring};
 use rvs_config::Profile;
 
-use crate::io::lcore::{Handoff, MainLoop, PortStatsLine, WorkerLoop};
+use crate::configure::Running;
+use crate::io::lcore::{Handoff, MainLoop, PortStatsLine, WorkerControl, WorkerLoop};
+use crate::link::Link;
+use crate::mailbox::Mailbox;
 use crate::neigh::NeighEvent;
 use crate::pipeline::Worker;
 use crate::redirect::Redirect;
@@ -369,6 +372,12 @@ fn run_with_eal(
 
     let flow_rules = steer_fullnat_replies(&ports, &snap, nworkers);
 
+    // The control link: the shared-memory file rvs-control attaches to.
+    let region = create_region(profile)?;
+    let mailboxes: Vec<Arc<Mailbox>> = (0..nworkers)
+        .map(|_| Arc::new(Mailbox::default()))
+        .collect();
+
     let events = Arc::new(ArrayQueue::<NeighEvent>::new(1024));
     // Main → worker 0 frames (ARP requests), one ring per port.
     let inbox: Vec<Arc<Ring<Mbuf>>> = (0..ports.len())
@@ -429,6 +438,12 @@ fn run_with_eal(
             tsc0,
             hz,
         );
+        let lp = lp.with_control(WorkerControl {
+            mailbox: Arc::clone(&mailboxes[w]),
+            stats: region.stats_writer(w),
+            lcore,
+            generation: 0,
+        });
         let lp = if handoff_rings.is_empty() {
             lp
         } else {
@@ -451,7 +466,12 @@ fn run_with_eal(
         inbox.clone(),
         &pool,
         opts.stats_interval,
-    );
+    )
+    .with_link(Link::new(
+        Arc::clone(&region),
+        Running::new(profile.clone(), macs.clone()),
+        mailboxes,
+    ));
     if launch_err.is_none() {
         tracing::info!(
             workers = launched.len(),
@@ -476,6 +496,9 @@ fn run_with_eal(
         .collect();
     let workers = shared.iter().map(|(l, c)| (*l, c.read())).collect();
     drop(main);
+    if let Err(e) = region.remove() {
+        tracing::warn!(path = %region.path().display(), error = %e, "removing the shared-memory file");
+    }
     drop(flow_rules);
     for mut p in ports {
         if let Err(e) = p.stop() {
@@ -492,6 +515,34 @@ fn run_with_eal(
         workers,
         ports: final_ports,
     })
+}
+
+/// Creates the control link's shared-memory file at `control.shm`, refusing to take it from
+/// a dataplane that still runs.
+pub fn create_region(profile: &Profile) -> Result<Arc<rvs_shm::Region>, BootError> {
+    let path = &profile.control.shm;
+    if let Ok(old) = rvs_shm::Region::attach(path) {
+        let pid = old.dataplane_pid();
+        if pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(BootError::Host(format!(
+                "control.shm {}: another dataplane (pid {pid}) uses it; stop that one or set another `control.shm` in the profile",
+                path.display()
+            )));
+        }
+    }
+    let params = rvs_shm::Params {
+        workers: profile.dataplane.workers.len() as u32,
+        ..rvs_shm::Params::default()
+    };
+    let region = rvs_shm::Region::create(path, &params).map_err(|e| {
+        BootError::Host(format!(
+            "control.shm {}: cannot create the shared-memory file: {e}",
+            path.display()
+        ))
+    })?;
+    region.set_workers(params.workers);
+    tracing::info!(path = %path.display(), bytes = region.len(), "control link ready");
+    Ok(region)
 }
 
 /// With a power-of-two number of workers, asks each port's NIC to deliver FullNAT replies

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::ArrayQueue;
 use dpdk::{BURST, Mbuf, MbufBurst, Mempool, Port, PortStats, Ring, RxQueue, TxQueue};
 
+use crate::mailbox::Mailbox;
 use crate::neigh::{NeighEvent, Resolver};
 use crate::pipeline::{Verdict, Worker};
 use crate::snapshot::Snapshot;
@@ -39,6 +40,51 @@ pub struct WorkerLoop {
     tsc0: u64,
     hz: u64,
     handoff: Option<Handoff>,
+    control: Option<WorkerControl>,
+}
+
+/// A worker's side of the control link: its mailbox from the main lcore and its block of the
+/// shared-memory stats region.
+#[derive(Debug)]
+pub struct WorkerControl {
+    /// Messages from the main lcore (snapshots, listings, zeroing).
+    pub mailbox: Arc<Mailbox>,
+    /// Where this worker publishes its counters.
+    pub stats: rvs_shm::StatsWriter,
+    /// Its lcore (published with the counters).
+    pub lcore: u32,
+    /// Configuration generation it runs.
+    pub generation: u64,
+}
+
+impl WorkerControl {
+    /// Publishes `worker`'s counters and per-server traffic into the stats region.
+    pub fn publish(&mut self, worker: &Worker) {
+        let c = &worker.counters;
+        let snap = worker.snapshot();
+        let entries = worker.dest_stats().map(|(s, d, t, l, persistent)| {
+            let svc = &snap.services[s];
+            let dest = &svc.dests[d];
+            rvs_shm::TrafficEntry {
+                protocol: svc.proto,
+                vip: svc.vip,
+                vport: svc.port,
+                fwmark: svc.fwmark.unwrap_or(0),
+                raddr: dest.addr,
+                rport: dest.port,
+                conns: t.conns,
+                inpkts: t.in_packets,
+                outpkts: t.out_packets,
+                inbytes: t.in_bytes,
+                outbytes: t.out_bytes,
+                active: l.active,
+                inactive: l.inactive,
+                persistent,
+            }
+        });
+        self.stats
+            .publish(self.lcore, self.generation, &c.scalars(), &c.drops, entries);
+    }
 }
 
 /// The rings through which workers hand each other packets of connections they do not own
@@ -78,7 +124,14 @@ impl WorkerLoop {
             tsc0,
             hz: hz.max(1),
             handoff: None,
+            control: None,
         }
+    }
+
+    /// Joins the control link (mailbox and stats region).
+    pub fn with_control(mut self, control: WorkerControl) -> WorkerLoop {
+        self.control = Some(control);
+        self
     }
 
     /// Joins the handoff rings (with more than one worker).
@@ -94,19 +147,40 @@ impl WorkerLoop {
 
     /// Polls until the stop flag is set. Returns 0 (the lcore's exit value).
     pub fn run(mut self) -> i32 {
+        // The stats region is refreshed about every millisecond (not per turn: it holds
+        // every server's traffic).
+        let period = (self.hz / 1000).max(1);
+        let mut last = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
-            let now = ((dpdk::rdtsc() - self.tsc0) / self.hz) as u32;
+            let tsc = dpdk::rdtsc();
+            let now = ((tsc - self.tsc0) / self.hz) as u32;
             if self.poll_once(now) > 0 {
                 self.shared.publish(&self.worker.counters);
             }
+            if tsc.wrapping_sub(last) >= period {
+                last = tsc;
+                if let Some(c) = &mut self.control {
+                    c.publish(&self.worker);
+                }
+            }
         }
         self.shared.publish(&self.worker.counters);
+        if let Some(c) = &mut self.control {
+            c.publish(&self.worker);
+        }
         0
     }
 
     /// One loop turn at dataplane time `now` (seconds). Returns the packets handled.
     pub fn poll_once(&mut self, now: u32) -> usize {
         let mut handled = 0;
+        // The main lcore's messages: a new snapshot is taken between bursts, never inside one.
+        if let Some(c) = &mut self.control
+            && let Some(generation) = c.mailbox.serve(&mut self.worker, now)
+        {
+            c.generation = generation;
+            c.publish(&self.worker);
+        }
         let mut burst: MbufBurst = MbufBurst::new();
         for p in 0..self.rx.len() {
             let n = self.rx[p].rx_burst(&mut burst);
@@ -230,6 +304,7 @@ pub struct MainLoop<'a> {
     resolver: Resolver,
     start: Instant,
     stats_interval: u64,
+    link: Option<crate::link::Link>,
 }
 
 impl<'a> MainLoop<'a> {
@@ -250,6 +325,35 @@ impl<'a> MainLoop<'a> {
             resolver,
             start: Instant::now(),
             stats_interval,
+            link: None,
+        }
+    }
+
+    /// Serves the control link (commands from rvs-control) from this loop.
+    pub fn with_link(mut self, link: crate::link::Link) -> Self {
+        self.link = Some(link);
+        self
+    }
+
+    /// The control link, if any.
+    pub fn link(&self) -> Option<&crate::link::Link> {
+        self.link.as_ref()
+    }
+
+    /// Switches the main lcore's view to a new snapshot the workers now run: neighbour
+    /// resolution carries over, new addresses are announced with gratuitous ARP.
+    pub fn switch(&mut self, snap: Arc<Snapshot>) {
+        let now = self.now_ms();
+        self.resolver = self.resolver.carry_over(&self.snap.neigh, &snap.neigh, now);
+        let old = std::mem::replace(&mut self.snap, snap);
+        for (i, p) in self.snap.ports.iter().enumerate() {
+            let before = old.ports.get(i);
+            for &addr in &p.arp_addresses {
+                if before.is_none_or(|b| !b.arp_addresses.contains(&addr)) {
+                    tracing::info!(%addr, port = %p.name, "announcing new address");
+                    self.send_arp_request(i, p.mac, addr, addr);
+                }
+            }
         }
     }
 
@@ -293,6 +397,16 @@ impl<'a> MainLoop<'a> {
 
     /// One turn: learn, run timers, ask. Returns the number of ARP requests sent.
     pub fn turn(&mut self) -> usize {
+        if let Some(link) = &mut self.link {
+            let applied = link.serve(&self.snap);
+            let epoch_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            link.region().set_dataplane_heartbeat(epoch_ms);
+            if let Some(s) = applied {
+                self.switch(s);
+            }
+        }
         let now = self.now_ms();
         while let Some(ev) = self.events.pop() {
             if self.resolver.learn(&self.snap.neigh, &ev, now) {
@@ -352,7 +466,7 @@ impl<'a> MainLoop<'a> {
                     }
                 }
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }

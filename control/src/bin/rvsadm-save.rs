@@ -1,0 +1,16 @@
+//! `rvsadm-save [-n]`: `rvsadm -S [-n]`, as ipvsadm-save wraps `ipvsadm -S`.
+
+fn main() {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let code = rvs_control::rvsadm::run_save(
+        args,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+        &rvs_control::rvsadm::Env::from_process(),
+    );
+    std::process::exit(code);
+}
