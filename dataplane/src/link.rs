@@ -72,7 +72,10 @@ impl Link {
     pub fn serve(&mut self, current: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
         let mut latest: Option<Arc<Snapshot>> = None;
         for _ in 0..MAX_COMMANDS_PER_TURN {
-            let frame = match self.commands.recv()? {
+            let Some(received) = self.commands.recv() else {
+                break;
+            };
+            let frame = match received {
                 Ok(f) => f,
                 Err(e) => {
                     self.rejected += 1;
