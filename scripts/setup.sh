@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(libdpdk-dev dpdk dpdk-dev clang libclang-dev linux-libc-dev pkg-config
-          iproute2 ethtool iputils-ping curl python3 procps)
+          iproute2 ethtool iputils-ping curl python3 python3-venv procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +25,14 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup.sh: cargo not found; install the Rust toolchain (rustup) first" >&2
   exit 1
+fi
+
+# Schemathesis (from PyPI) checks the REST API against its OpenAPI document in the tests.
+venv=/opt/rvs-venv
+if [ ! -x "$venv/bin/st" ]; then
+  echo "setup.sh: installing schemathesis into $venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check schemathesis
 fi
 
 # Hugepages: 512 x 2 MiB = 1 GiB (the demo uses 128 MiB, tests up to three processes at once).

@@ -323,4 +323,85 @@ impl DrLab {
     pub fn client_command(&self, program: &str) -> Command {
         self.lab.command(&self.client, program)
     }
+
+    /// Stops real server `name`'s HTTP server (SIGINT, then waits up to 5 s for it to exit):
+    /// its port then refuses connections. Start it again with [`DrLab::start_http`].
+    pub fn stop_http(&mut self, name: &str) -> Result<(), LabError> {
+        self.lab
+            .interrupt(&format!("http-{name}"), Duration::from_secs(5))
+            .map(drop)
+    }
+
+    /// Starts real server `name`'s HTTP server again (after [`DrLab::stop_http`]) and waits
+    /// until it answers on its own loopback.
+    pub fn start_http(&mut self, name: &str) -> Result<(), LabError> {
+        let Some(ns) = self
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.ns.clone())
+        else {
+            return Err(LabError::Host(format!("no real server named {name}")));
+        };
+        let mut cmd = self.lab.command(&ns, "python3");
+        cmd.arg(self.lab.dir().join("web.py")).arg(name).arg("80");
+        self.lab.spawn(&format!("http-{name}"), cmd)?;
+        let lab = &self.lab;
+        lab.wait_for(
+            &format!("HTTP server of {name}"),
+            Duration::from_secs(10),
+            || {
+                lab.exec(
+                    &ns,
+                    "curl",
+                    &[
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "--max-time",
+                        "1",
+                        "http://127.0.0.1/",
+                    ],
+                )
+                .is_ok()
+            },
+        )
+    }
+
+    /// A client command (not started) that POSTs `bytes` zero bytes to `vip` at no more than
+    /// `rate` (curl's `--limit-rate` syntax: `200k`), to run in the background with
+    /// [`Lab::spawn`]; it prints the server's answer (`NAME CLIENT_IP BYTES_RECEIVED`), or
+    /// curl's error, and exits non-zero on failure.
+    pub fn upload_command(
+        &self,
+        vip: Ipv4Addr,
+        bytes: usize,
+        rate: &str,
+    ) -> Result<Command, LabError> {
+        let file = self.lab.dir().join(format!("upload-{bytes}"));
+        std::fs::write(&file, vec![0u8; bytes])
+            .map_err(|e| LabError::Host(format!("{}: {e}", file.display())))?;
+        let mut cmd = self.client_command("curl");
+        cmd.args(["-sS", "--fail", "--max-time", "120", "--limit-rate", rate])
+            .args(["-H", "Expect:", "--data-binary"])
+            .arg(format!("@{}", file.display()))
+            .arg(format!("http://{vip}/"));
+        Ok(cmd)
+    }
+
+    /// The absolute value of kernel counter `counter` (an `nstat` name such as
+    /// `TcpRetransSegs`) in namespace `ns`.
+    pub fn nstat(&self, ns: &str, counter: &str) -> Result<u64, LabError> {
+        require_tools(&["nstat"])?;
+        let out = self.lab.exec(ns, "nstat", &["-asz", counter])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(counter))
+                    .then(|| f.next().and_then(|v| v.parse().ok()))
+                    .flatten()
+            })
+            .ok_or_else(|| LabError::Host(format!("nstat in {ns}: no {counter} in:\n{text}")))
+    }
 }
