@@ -72,6 +72,19 @@ fn check(stop: &AtomicBool) -> Result<(), LabError> {
     }
 }
 
+/// Runs `rvsadm ARGS` in the director namespace and prints its output, indented.
+fn rvsadm(lab: &DrLab, bin_dir: &std::path::Path, args: &[&str]) -> Result<(), LabError> {
+    let out = lab.lab.exec(
+        &lab.director,
+        &bin_dir.join("rvsadm").to_string_lossy(),
+        args,
+    )?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("   {line}");
+    }
+    Ok(())
+}
+
 fn demo(
     requests: usize,
     dataplane: &std::path::Path,
@@ -130,6 +143,30 @@ fn demo(
         return Err(LabError::Host(format!("rvs-dataplane exited\n{text}")));
     }
     check(stop)?;
+    // The control process: REST API and rvsadm, inside the director namespace.
+    let bin_dir = dataplane
+        .parent()
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    let mut cmd = lab.lab.command(
+        &lab.director,
+        &bin_dir.join("rvs-control").to_string_lossy(),
+    );
+    cmd.arg("--profile").arg(&path).arg("--no-health");
+    lab.lab.spawn("rvs-control", cmd)?;
+    lab.lab
+        .wait_for("rvs-control to attach", Duration::from_secs(20), || {
+            lab.lab
+                .exec(
+                    &lab.director,
+                    &bin_dir.join("rvsadm").to_string_lossy(),
+                    &["-L", "-n"],
+                )
+                .is_ok()
+                || stop.load(Ordering::Relaxed)
+        })?;
+    check(stop)?;
+    println!("== rvs-control attached; `rvsadm -L -n`:");
+    rvsadm(&lab, &bin_dir, &["-L", "-n"])?;
     let ok = lab.lab.wait_for(
         "the director to answer ping",
         Duration::from_secs(10),
@@ -169,7 +206,33 @@ fn demo(
             }
         }
     }
-    println!("== stopping rvs-dataplane (SIGINT); its counters:");
+    println!(
+        "== the operator's view: rvs-control attached, `rvsadm -L -n --stats` in the director"
+    );
+    rvsadm(&lab, &bin_dir, &["-L", "-n", "--stats"])?;
+    println!("== `rvsadm -L -n -c` (tracked connections)");
+    rvsadm(&lab, &bin_dir, &["-L", "-n", "-c"])?;
+    let rs3 = lab.servers[2].addr;
+    let quiesce = format!("-e -t {VIP_WRR}:80 -r {rs3}:80 -g -w 0");
+    println!(
+        "== live change: `rvsadm {quiesce}` (quiesce rs3), then {requests} requests to {VIP_WRR}"
+    );
+    let args: Vec<&str> = quiesce.split(' ').collect();
+    rvsadm(&lab, &bin_dir, &args)?;
+    for i in 1..=requests {
+        check(stop)?;
+        match lab.get(VIP_WRR) {
+            Ok(body) => println!("   request {i}: answered by {body}"),
+            Err(e) => println!("   request {i}: FAILED: {e}"),
+        }
+    }
+    rvsadm(
+        &lab,
+        &bin_dir,
+        &["-L", "-n", "-t", &format!("{VIP_WRR}:80")],
+    )?;
+    println!("== stopping rvs-control, then rvs-dataplane (SIGINT); the dataplane's counters:");
+    lab.lab.interrupt("rvs-control", Duration::from_secs(10))?;
     let (code, text) = lab
         .lab
         .interrupt("rvs-dataplane", Duration::from_secs(15))?;
