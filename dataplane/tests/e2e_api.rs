@@ -106,6 +106,13 @@ impl Rig {
         );
     }
 
+    /// `GET /api/v1/config`, the body (asserting a 200).
+    pub fn config(&self) -> String {
+        let (body, code) = self.curl(&["/api/v1/config"]);
+        assert_eq!(code, 200, "GET /api/v1/config: {body}");
+        body
+    }
+
     /// `curl -s` on the API; returns (body, HTTP status).
     pub fn curl(&self, args: &[&str]) -> (String, u16) {
         let mut cmd = Command::new("curl");
@@ -120,7 +127,13 @@ impl Rig {
 
     /// Runs `rvsadm ARGS` against this rig with `stdin`.
     pub fn rvsadm(&self, args: &[&str], stdin: &str) -> Output {
-        let mut c = Command::new(bin("rvsadm"))
+        self.run(Tool::Rvsadm, args, stdin)
+    }
+
+    /// Runs `rvsadm`, `rvsadm-save` or `rvsadm-restore` with `ARGS` against this rig, `stdin`
+    /// on its standard input.
+    pub fn run(&self, tool: Tool, args: &[&str], stdin: &str) -> Output {
+        let mut c = Command::new(bin(tool.name()))
             .args(args)
             .env("RVS_API", &self.api)
             .stdin(Stdio::piped())
@@ -130,6 +143,27 @@ impl Rig {
             .unwrap();
         c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         c.wait_with_output().unwrap()
+    }
+}
+
+/// The rvsadm programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `rvsadm` (ipvsadm).
+    Rvsadm,
+    /// `rvsadm-save` (ipvsadm-save).
+    Save,
+    /// `rvsadm-restore` (ipvsadm-restore).
+    Restore,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Rvsadm => "rvsadm",
+            Tool::Save => "rvsadm-save",
+            Tool::Restore => "rvsadm-restore",
+        }
     }
 }
 
