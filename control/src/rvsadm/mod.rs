@@ -560,7 +560,11 @@ fn execute(
             let path = format!("{SERVICES}/{}/local-addresses", id(*key));
             client
                 .send("POST", &path, &LocalAddress { address: *lip })
-                .map_err(|e| not_found(client, *key, e, "No such service", ""))
+                .map_err(|e| match e.status() {
+                    // DPVS's wording for a duplicate, as the restore path uses.
+                    Some(409) => Failure::refused("Local address already exists"),
+                    _ => not_found(client, *key, e, "No such service", ""),
+                })
         }
         Command::DelLaddr(key, lip) => {
             let path = format!("{SERVICES}/{}/local-addresses/{lip}", id(*key));

@@ -64,7 +64,8 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 
 /// A 400 for a serde_json error at `path` (`.` = the root).
 fn body_error(path: &str, err: &serde_json::Error) -> ApiError {
-    let mut field = if path == "." {
+    // A syntax error has no field: serde_path_to_error then reports "?" or the root.
+    let mut field = if path == "." || path == "?" || err.is_syntax() || err.is_eof() {
         String::new()
     } else {
         path.to_owned()
