@@ -60,6 +60,9 @@ struct Inner {
     running: Mutex<Option<Profile>>,
     /// `boot_id` of the dataplane last seen.
     boot_id: AtomicU64,
+    /// A dataplane not seen before was attached and the watcher has not handled it yet
+    /// (whoever attached: the watcher or a request).
+    fresh: std::sync::atomic::AtomicBool,
 }
 
 /// The link to the dataplane through its shared-memory file.
@@ -100,6 +103,7 @@ impl ShmLink {
                 rates: Mutex::new(RateTable::new()),
                 running: Mutex::new(None),
                 boot_id: AtomicU64::new(0),
+                fresh: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -134,6 +138,7 @@ impl ShmLink {
                 "attached to the dataplane"
             );
             *self.inner.running.lock() = None;
+            self.inner.fresh.store(true, Ordering::SeqCst);
         }
         *a = Some(Attached {
             commands: region.command_producer(),
@@ -236,9 +241,9 @@ impl ShmLink {
         loop {
             tick.tick().await;
             match self.ensure_attached() {
-                Ok((region, new)) => {
+                Ok((region, _)) => {
                     region.set_control_heartbeat(epoch_ms());
-                    if new {
+                    if self.inner.fresh.swap(false, Ordering::SeqCst) {
                         on_new_dataplane(self.clone()).await;
                     }
                 }
