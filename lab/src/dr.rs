@@ -389,6 +389,28 @@ impl DrLab {
         Ok(cmd)
     }
 
+    /// Keeps the client's flows in order on their way to the director: receive packet steering
+    /// on the client's bridge port queues every frame of a flow on one CPU's backlog. Without
+    /// it veth queues a frame on the backlog of the CPU that sends it, and the client's TCP
+    /// sends both from its process and from ACK processing, on any CPU: under load its
+    /// segments can overtake each other, which the receiver answers with duplicate ACKs and
+    /// the client with (spurious) fast retransmissions. For tests that count retransmissions.
+    pub fn keep_client_order(&self) -> Result<(), LabError> {
+        let cpus = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(32);
+        let mask = format!("{:x}", (1u64 << cpus) - 1);
+        self.lab.exec(
+            &self.lab.ns("sw"),
+            "sh",
+            &[
+                "-c",
+                &format!("echo {mask} > /sys/class/net/p-cl/queues/rx-0/rps_cpus"),
+            ],
+        )?;
+        Ok(())
+    }
+
     /// The absolute value of kernel counter `counter` (an `nstat` name such as
     /// `TcpRetransSegs`) in namespace `ns`.
     pub fn nstat(&self, ns: &str, counter: &str) -> Result<u64, LabError> {
