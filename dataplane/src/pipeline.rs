@@ -16,7 +16,9 @@ use crossbeam::queue::ArrayQueue;
 use rvs_config::{Forward, ServiceKey};
 
 use crate::flow::tcp::{self, Direction, State};
-use crate::flow::{Conn, ConnTable, CreateError, Dir, FlowKey, Mode, NO_TEMPLATE};
+use crate::flow::{
+    Conn, ConnHot, ConnTable, CreateError, Dir, FlowHash, FlowKey, Mode, NO_TEMPLATE,
+};
 use crate::fwd::{self, fnat::PortPool, nat, tun};
 use crate::neigh::NeighEvent;
 use crate::redirect::Redirect;
@@ -29,6 +31,35 @@ use crate::wire::{
 };
 
 const ETH: usize = 14;
+
+/// Frames [`Worker::process_burst`] overlaps at most (longer slices go in chunks).
+pub const BURST: usize = 32;
+
+/// The tuple an IPv4 TCP or UDP frame (not a fragment) would be looked up by, read without
+/// validation: only a prefetch hint for [`Worker::process_burst`], which checks it against the
+/// tuple the pipeline parses before using its hash.
+#[inline(always)]
+fn peek_key(f: &[u8]) -> Option<FlowKey> {
+    let ip = f.get(ETH..ETH + 20)?;
+    if f[12..14] != ether_type::IPV4.to_be_bytes() || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let proto = ip[9];
+    if !matches!(proto, ip_proto::TCP | ip_proto::UDP)
+        || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
+    {
+        return None;
+    }
+    let l4 = ETH + usize::from(ip[0] & 0x0f) * 4;
+    let ports = f.get(l4..l4 + 4)?;
+    Some(FlowKey {
+        proto,
+        saddr: u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
+        daddr: u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+    })
+}
 
 /// Protocol byte of persistence-template keys in the tuple index (never a real protocol):
 /// `0x80 | protocol` for address services, `0x80` alone for firewall-mark services.
@@ -467,7 +498,7 @@ impl Worker {
     /// real server while the snapshot has a next hop for it: the server is still on-link with
     /// a neighbour slot (another service uses it), or routed through a gateway.
     #[inline]
-    fn dest_of(&self, c: &Conn) -> Option<Dest> {
+    fn dest_of(&self, c: &ConnHot) -> Option<Dest> {
         if let Some(d) = self
             .snap
             .services
@@ -676,11 +707,57 @@ impl Worker {
         in_port: u16,
         now: u32,
     ) -> Verdict {
-        let v = self.classify(pkt, in_port, now);
+        self.process_hinted(pkt, in_port, now, None)
+    }
+
+    #[inline(always)]
+    fn process_hinted<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        now: u32,
+        hint: Option<(FlowKey, FlowHash)>,
+    ) -> Verdict {
+        let v = self.classify(pkt, in_port, now, hint);
         if let Verdict::Drop(r) = v {
             self.counters.drop(r);
         }
         v
+    }
+
+    /// Runs frames received on port `in_port` through the pipeline, as [`Worker::process`]
+    /// one after the other would, writing each verdict to `verdicts` (at least as long as
+    /// `pkts`), with the memory accesses of a [`BURST`] overlapped: every frame's tuple is
+    /// hashed and its index bucket prefetched first, then its connection, then the frames
+    /// are processed in order. The prefetches are hints only: every frame still goes through
+    /// the whole pipeline in arrival order, so verdicts, counters and table changes are exactly
+    /// those of per-frame processing.
+    pub fn process_burst<P: PacketBuf>(
+        &mut self,
+        pkts: &mut [P],
+        in_port: u16,
+        now: u32,
+        verdicts: &mut [Verdict],
+    ) {
+        assert!(verdicts.len() >= pkts.len(), "a verdict per packet");
+        for (pkts, verdicts) in pkts.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
+            let mut hints = [None; BURST];
+            for (hint, pkt) in hints.iter_mut().zip(pkts.iter()) {
+                if let Some(key) = peek_key(pkt.data()) {
+                    let h = self.conns.hash(&key);
+                    self.conns.prefetch(h);
+                    *hint = Some((key, h));
+                }
+            }
+            // FullNAT connections are also read from the cold part of the slab.
+            let cold = !self.snap.lips.is_empty();
+            for &(_, h) in hints.iter().take(pkts.len()).flatten() {
+                self.conns.prefetch_candidate(h, cold);
+            }
+            for ((pkt, verdict), &hint) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(&hints) {
+                *verdict = self.process_hinted(pkt, in_port, now, hint);
+            }
+        }
     }
 
     /// Expires connections due by `now`, at most `budget` timer entries; returns how many
@@ -739,7 +816,14 @@ impl Worker {
         self.accounts().release(c);
     }
 
-    fn classify<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, in_port: u16, now: u32) -> Verdict {
+    #[inline(always)]
+    fn classify<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        now: u32,
+        hint: Option<(FlowKey, FlowHash)>,
+    ) -> Verdict {
         let Ok(eth) = EthernetFrame::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::RuntFrame);
         };
@@ -750,7 +834,7 @@ impl Worker {
         }
         match eth.ethertype() {
             ether_type::ARP => self.arp(pkt.data_mut(), in_port),
-            ether_type::IPV4 if !dst.is_broadcast() => self.ipv4(pkt, in_port, now),
+            ether_type::IPV4 if !dst.is_broadcast() => self.ipv4(pkt, in_port, now, hint),
             ether_type::IPV4 => Verdict::Drop(DropReason::OtherHost),
             _ => Verdict::Drop(DropReason::UnsupportedEtherType),
         }
@@ -793,7 +877,14 @@ impl Worker {
         }
     }
 
-    fn ipv4<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, in_port: u16, now: u32) -> Verdict {
+    #[inline(always)]
+    fn ipv4<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        now: u32,
+        hint: Option<(FlowKey, FlowHash)>,
+    ) -> Verdict {
         let frame = pkt.data();
         let ip = match Ipv4Packet::new_checked(&frame[ETH..]) {
             Ok(ip) => ip,
@@ -837,8 +928,12 @@ impl Worker {
                 sport,
                 dport,
             };
-            if let Some((id, dir)) = self.conns.lookup(&key) {
-                if self.conns.get(id).expires > now {
+            let h = match hint {
+                Some((k, h)) if k == key => h,
+                _ => self.conns.hash(&key),
+            };
+            if let Some((id, dir)) = self.conns.lookup_hashed(&key, h) {
+                if self.conns.hot(id).expires > now {
                     return self.existing(pkt, in_port, id, dir, &l4, now);
                 }
                 // Past its deadline, its timer not yet run: it is gone for this packet too.
@@ -853,7 +948,7 @@ impl Worker {
                 return Verdict::Handoff(owner);
             }
             if let Some(svc) = self.snap.classify(proto, dst, dport) {
-                return self.new_conn(pkt, in_port, svc, &l4, now);
+                return self.new_conn(pkt, in_port, svc, &l4, h, now);
             }
         }
         if fragment && self.snap.is_vip(dst) {
@@ -924,12 +1019,12 @@ impl Worker {
             dport: sport,
         };
         let (id, dir) = self.conns.lookup(&key)?;
-        let c = *self.conns.get(id);
+        let c = self.conns.get(id);
         if c.expires <= now {
             return None;
         }
         let mode = Mode::from_u8(c.mode);
-        let dest = self.dest_of(&c)?;
+        let dest = self.dest_of(&c.hot())?;
         let vaddr = Ipv4Addr::from_bits(c.vaddr);
         let caddr = Ipv4Addr::from_bits(c.caddr);
         let laddr = Ipv4Addr::from_bits(c.laddr);
@@ -950,7 +1045,7 @@ impl Worker {
                     dont_frag: false,
                     tos: 0,
                 };
-                Some(self.forward(pkt, in_port, &c, &l4))
+                Some(self.forward(pkt, in_port, &c.hot(), c.laddr, &l4))
             }
             (Mode::Nat, Dir::In) => {
                 let f = pkt.data_mut();
@@ -1081,6 +1176,7 @@ impl Worker {
     }
 
     /// A packet of a tracked connection, in either direction.
+    #[inline]
     fn existing<P: PacketBuf + ?Sized>(
         &mut self,
         pkt: &mut P,
@@ -1090,9 +1186,9 @@ impl Worker {
         l4: &L4,
         now: u32,
     ) -> Verdict {
-        let timeouts = self.snap.timeouts;
-        let c = self.conns.get_mut(id);
-        let mode = Mode::from_u8(c.mode);
+        let timeouts = &self.snap.timeouts;
+        let c = self.conns.hot_mut(id);
+        let mode = c.mode();
         let state = if l4.proto == ip_proto::TCP {
             let d = match (mode.sees_replies(), dir) {
                 (false, _) => Direction::InputOnly,
@@ -1107,13 +1203,9 @@ impl Worker {
         let was_active = c.active;
         let active = state.is_active();
         c.active = active;
-        if !self
-            .conns
-            .set_expires(id, now.saturating_add(state.timeout(&timeouts)))
-        {
-            self.counters.timers_full += 1;
-        }
-        let conn = *self.conns.get(id);
+        let conn = *c;
+        self.conns
+            .set_expires(id, now.saturating_add(state.timeout(timeouts)));
         let svc = conn.service as usize;
         let d = conn.dest as usize;
         // An orphan (its service or server removed since) has no counts or counters left.
@@ -1138,7 +1230,12 @@ impl Worker {
                     t.in_packets += 1;
                     t.in_bytes += len;
                 }
-                self.forward(pkt, in_port, &conn, l4)
+                let laddr = if mode == Mode::Fnat {
+                    self.conns.laddr(id)
+                } else {
+                    0
+                };
+                self.forward(pkt, in_port, &conn, laddr, l4)
             }
             Dir::Out => {
                 if let Some(t) = t {
@@ -1157,6 +1254,7 @@ impl Worker {
         in_port: u16,
         svc: usize,
         l4: &L4,
+        h: FlowHash,
         now: u32,
     ) -> Verdict {
         // IPVS (tcp_conn_schedule) schedules a TCP connection only on a SYN without RST;
@@ -1224,12 +1322,12 @@ impl Worker {
                 None => return Verdict::Drop(DropReason::NoLocalPort),
             }
         }
-        let mut created = self.conns.create(conn);
+        let mut created = self.conns.create_hashed(conn, h);
         if matches!(created, Err(CreateError::NoSlot | CreateError::IndexFull)) {
             // Full: reclaim what is due now (bounded), then try once more.
             let n = self.expire(now, FULL_EXPIRE_BUDGET);
             self.counters.expired += n as u64;
-            created = self.conns.create(conn);
+            created = self.conns.create_hashed(conn, h);
         }
         if let Err(e) = created {
             if let Some(i) = lip {
@@ -1258,7 +1356,7 @@ impl Worker {
         t.conns += 1;
         t.in_packets += 1;
         t.in_bytes += u64::from(l4.total_len);
-        self.forward(pkt, in_port, &conn, l4)
+        self.forward(pkt, in_port, &conn.hot(), conn.laddr, l4)
     }
 
     /// The scheduler's pick for a new connection of service `svc`.
@@ -1305,9 +1403,10 @@ impl Worker {
         };
         let ndests = service.dests.len();
         if let Some((tid, _)) = self.conns.lookup(&key) {
-            let t = self.conns.get_mut(tid);
+            let controls = self.conns.controls(tid);
+            let t = self.conns.hot_mut(tid);
             // Valid while it lives or controls connections, and while its server exists.
-            if (t.expires > now || t.controls > 0)
+            if (t.expires > now || controls > 0)
                 && t.service as usize == svc
                 && (t.dest as usize) < ndests
             {
@@ -1359,12 +1458,14 @@ impl Worker {
         None
     }
 
-    /// Client → real server, by the connection's mode.
+    /// Client → real server, by the connection's mode (`laddr`: its FullNAT local address).
+    #[inline]
     fn forward<P: PacketBuf + ?Sized>(
         &mut self,
         pkt: &mut P,
         in_port: u16,
-        c: &Conn,
+        c: &ConnHot,
+        laddr: u32,
         l4: &L4,
     ) -> Verdict {
         let Some(dest) = self.dest_of(c) else {
@@ -1394,7 +1495,7 @@ impl Worker {
                 let f = pkt.data_mut();
                 fwd::fnat::request(
                     &mut f[ETH..],
-                    Ipv4Addr::from_bits(c.laddr),
+                    Ipv4Addr::from_bits(laddr),
                     c.lport,
                     dest.addr,
                     c.rport,
@@ -1461,7 +1562,7 @@ impl Worker {
     }
 
     /// Real server → client (NAT and FullNAT replies).
-    fn reply<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, c: &Conn) -> Verdict {
+    fn reply<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, c: &ConnHot) -> Verdict {
         let vaddr = Ipv4Addr::from_bits(c.vaddr);
         let caddr = Ipv4Addr::from_bits(c.caddr);
         let (out, mac) = match self.toward_client(caddr) {
