@@ -56,7 +56,7 @@ impl<T: Copy> HugeSlice<T> {
             return HugeSlice {
                 ptr,
                 len,
-                mapped: round_up(bytes),
+                mapped: round_up(bytes, PAGE),
             };
         }
         Self::heap(len, init)
@@ -80,7 +80,7 @@ impl<T: Copy> HugeSlice<T> {
         self.mapped != 0
     }
 
-    /// Bytes the array occupies (the mapping, rounded to whole huge pages, when mapped).
+    /// Bytes the array occupies (the mapping, rounded to whole pages, when mapped).
     pub fn footprint(&self) -> usize {
         if self.mapped != 0 {
             self.mapped
@@ -131,14 +131,19 @@ impl<T: Copy> fmt::Debug for HugeSlice<T> {
     }
 }
 
-fn round_up(bytes: usize) -> usize {
-    bytes.div_ceil(HUGE_PAGE) * HUGE_PAGE
+/// The base page size the mapping's length is rounded to.
+const PAGE: usize = 4096;
+
+fn round_up(bytes: usize, to: usize) -> usize {
+    bytes.div_ceil(to) * to
 }
 
-/// Maps `bytes` (rounded up to whole huge pages) of zeroed private memory at a 2 MiB-aligned
-/// address and advises huge pages for it; `None` if the kernel refuses the mapping.
+/// Maps `bytes` (rounded up to whole 4 KiB pages) of zeroed private memory at a 2 MiB-aligned
+/// address and advises huge pages for it (every whole 2 MiB of it can be a huge page; the tail
+/// stays on small pages rather than wasting most of a huge one); `None` if the kernel refuses
+/// the mapping.
 fn map_huge(bytes: usize) -> Option<NonNull<u8>> {
-    let len = round_up(bytes);
+    let len = round_up(bytes, PAGE);
     let over = len.checked_add(HUGE_PAGE)?;
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
     // existing memory; the result is checked for MAP_FAILED.
@@ -191,9 +196,63 @@ pub fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
+/// Which of ten 16-bit lanes equal `x`: bit `2i` is set iff `lanes[i] == x` (odd bits are
+/// clear), so `trailing_zeros() / 2` names the first matching lane. One tag compare of the
+/// flow index's buckets: two SSE2 compares and masks on x86-64.
+#[inline(always)]
+pub fn eq_u16x10(lanes: &[u16; 10], x: u16) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi16,
+        };
+        let p = lanes.as_ptr();
+        // SAFETY: SSE2 is part of the x86-64 baseline. The two unaligned 16-byte loads read
+        // lanes 0..8 and 2..10, both inside the 20-byte array the reference covers.
+        let (lo, hi) = unsafe {
+            let v = _mm_set1_epi16(x as i16);
+            let a = _mm_loadu_si128(p.cast::<__m128i>());
+            let b = _mm_loadu_si128(p.add(2).cast::<__m128i>());
+            (
+                _mm_movemask_epi8(_mm_cmpeq_epi16(a, v)) as u32,
+                _mm_movemask_epi8(_mm_cmpeq_epi16(b, v)) as u32,
+            )
+        };
+        (lo | hi << 4) & 0x5_5555
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = 0;
+        for (i, &l) in lanes.iter().enumerate() {
+            m |= u32::from(l == x) << (2 * i);
+        }
+        m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eq_u16x10_names_every_matching_lane() {
+        let lanes = [0u16, 7, 0, 0xffff, 7, 7, 1, 0, 9, 7];
+        let want = |x: u16| {
+            (0..10)
+                .filter(|&i| lanes[i] == x)
+                .map(|i| 1u32 << (2 * i))
+                .sum::<u32>()
+        };
+        for x in [0u16, 7, 0xffff, 1, 9, 2] {
+            assert_eq!(eq_u16x10(&lanes, x), want(x), "{x}");
+        }
+        for i in 0..10 {
+            let mut l = [5u16; 10];
+            l[i] = 6;
+            assert_eq!(eq_u16x10(&l, 6), 1 << (2 * i));
+            assert_eq!(eq_u16x10(&l, 5), 0x5_5555 & !(1 << (2 * i)));
+        }
+    }
 
     #[test]
     fn small_arrays_stay_on_the_heap() {
@@ -212,7 +271,7 @@ mod tests {
         let mut a = HugeSlice::new(n, (1u32, 2u32));
         assert!(a.is_mapped(), "mmap of {} bytes failed", n * 8);
         assert_eq!(a.as_ptr() as usize % HUGE_PAGE, 0);
-        assert_eq!(a.footprint(), 4 * HUGE_PAGE);
+        assert_eq!(a.footprint(), 3 * HUGE_PAGE + 4096);
         assert!(a.iter().all(|&x| x == (1, 2)));
         a[n - 1] = (3, 4);
         a[0].0 = 9;

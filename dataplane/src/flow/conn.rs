@@ -21,6 +21,7 @@
 use mem::{HugeSlice, prefetch};
 
 use super::index::{Dir, FlowHash, FlowIndex, FlowKey, TableFull};
+use super::tcp::State;
 use super::timer::{Fire, TimerWheel};
 
 /// One connection, as IPVS's `ip_vs_conn`: client, virtual, local and real-server endpoints.
@@ -181,8 +182,8 @@ impl Conn {
             service: self.service,
             dest: self.dest,
             proto: self.proto,
-            state: self.state,
-            mode: self.mode,
+            state: State::from_u8(self.state),
+            mode: Mode::from_u8(self.mode),
             active: self.active,
         }
     }
@@ -200,7 +201,7 @@ impl Conn {
     }
 
     fn from_parts(h: &ConnHot, cold: Cold) -> Conn {
-        let template = h.mode == Mode::Template as u8;
+        let template = h.mode == Mode::Template;
         Conn {
             caddr: h.caddr,
             vaddr: h.vaddr,
@@ -214,8 +215,8 @@ impl Conn {
             service: h.service,
             dest: h.dest,
             proto: h.proto,
-            state: h.state,
-            mode: h.mode,
+            state: h.state as u8,
+            mode: h.mode as u8,
             active: h.active,
             template: if template { NO_TEMPLATE } else { cold.link },
             controls: if template { cold.link } else { 0 },
@@ -226,7 +227,7 @@ impl Conn {
 /// The 32 bytes of a connection that a packet of it reads and writes (all of them for DR,
 /// TUN and NAT; FullNAT also reads the local address from the cold part). A slot with
 /// `proto == 0` is free.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(32))]
 pub struct ConnHot {
     /// Client address (host order).
@@ -252,15 +253,21 @@ pub struct ConnHot {
     pub dest: u16,
     /// IP protocol (0: free slot).
     pub proto: u8,
-    /// Protocol state (`tcp::State as u8`).
-    pub state: u8,
-    /// Forwarding mode (`Mode as u8`).
-    pub mode: u8,
+    /// Protocol state.
+    pub state: State,
+    /// Forwarding mode.
+    pub mode: Mode,
     /// Whether it is counted in its server's active connections.
     pub active: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<ConnHot>() == 32);
+
+impl Default for ConnHot {
+    fn default() -> Self {
+        Conn::default().hot()
+    }
+}
 
 impl ConnHot {
     /// The client's tuple.
@@ -279,18 +286,12 @@ impl ConnHot {
     #[inline]
     pub fn out_key(&self, laddr: u32) -> Option<FlowKey> {
         reply_key(
-            Mode::from_u8(self.mode),
+            self.mode,
             self.proto,
             (self.caddr, self.cport),
             (self.raddr, self.rport),
             (laddr, self.lport),
         )
-    }
-
-    /// The forwarding mode.
-    #[inline(always)]
-    pub fn mode(&self) -> Mode {
-        Mode::from_u8(self.mode)
     }
 
     #[inline(always)]
@@ -336,10 +337,22 @@ struct Slab {
 
 impl Slab {
     /// Takes connection `id` (`c`) out of `index`, unlinks its template, frees its slot.
-    fn release(&mut self, index: &mut FlowIndex, seed: [u64; 2], id: u32, c: &Conn) {
-        index.remove(c.in_key().hash(seed), id);
+    /// `known`: the hash of one of its tuples, already computed.
+    fn release(
+        &mut self,
+        index: &mut FlowIndex,
+        seed: [u64; 2],
+        id: u32,
+        c: &Conn,
+        known: Option<(Dir, FlowHash)>,
+    ) {
+        let hash = |dir: Dir, key: &FlowKey| match known {
+            Some((d, h)) if d == dir => h,
+            _ => key.hash(seed),
+        };
+        index.remove(hash(Dir::In, &c.in_key()), id);
         if let Some(out) = c.out_key() {
-            index.remove(out.hash(seed), id);
+            index.remove(hash(Dir::Out, &out), id);
         }
         if c.template != NO_TEMPLATE {
             let t = &mut self.cold[c.template as usize].link;
@@ -476,13 +489,12 @@ impl ConnTable {
     /// As [`ConnTable::lookup`], with the key's hash already known.
     #[inline(always)]
     pub fn lookup_hashed(&self, key: &FlowKey, h: FlowHash) -> Option<(u32, Dir)> {
-        let (hot, cold) = (&self.slab.hot, &self.slab.cold);
-        self.index.find(h, |id| {
-            let c = &hot[id as usize];
+        for id in self.index.candidates(h) {
+            let c = &self.slab.hot[id as usize];
             if c.is_in(key) {
                 return Some((id, Dir::In));
             }
-            let out = match c.mode() {
+            let out = match c.mode {
                 Mode::Nat => {
                     c.raddr == key.saddr
                         && c.caddr == key.daddr
@@ -493,12 +505,15 @@ impl ConnTable {
                     c.raddr == key.saddr
                         && c.rport == key.sport
                         && c.lport == key.dport
-                        && cold[id as usize].laddr == key.daddr
+                        && self.slab.cold[id as usize].laddr == key.daddr
                 }
                 _ => false,
             };
-            (out && c.proto == key.proto).then_some((id, Dir::Out))
-        })
+            if out && c.proto == key.proto {
+                return Some((id, Dir::Out));
+            }
+        }
+        None
     }
 
     /// The connection `id` (a slot not in use reads as protocol 0).
@@ -527,7 +542,7 @@ impl ConnTable {
 
     /// How many connections template `id` controls.
     pub fn controls(&self, id: u32) -> u32 {
-        debug_assert_eq!(self.slab.hot[id as usize].mode, Mode::Template as u8);
+        debug_assert_eq!(self.slab.hot[id as usize].mode, Mode::Template);
         self.slab.cold[id as usize].link
     }
 
@@ -539,7 +554,22 @@ impl ConnTable {
 
     /// As [`ConnTable::create`], with the hash of `conn.in_key()` already known.
     pub fn create_hashed(&mut self, conn: Conn, h_in: FlowHash) -> Result<u32, CreateError> {
-        debug_assert_eq!(h_in, self.hash(&conn.in_key()));
+        let link = conn.cold().link;
+        self.create_hot(conn.hot(), conn.laddr, link, h_in)
+    }
+
+    /// Tracks the connection `hot` (FullNAT local address `laddr`; `link`: its template,
+    /// or [`NO_TEMPLATE`], or for a template the connections it controls, 0) whose client
+    /// tuple hashes to `h_in`.
+    #[inline]
+    pub fn create_hot(
+        &mut self,
+        hot: ConnHot,
+        laddr: u32,
+        link: u32,
+        h_in: FlowHash,
+    ) -> Result<u32, CreateError> {
+        debug_assert_eq!(h_in, self.hash(&hot.in_key()));
         let id = self.slab.free;
         if id == NIL {
             return Err(CreateError::NoSlot);
@@ -547,49 +577,69 @@ impl ConnTable {
         self.index
             .insert(h_in, id)
             .map_err(|TableFull| CreateError::IndexFull)?;
-        if let Some(out) = conn.out_key() {
-            let h_out = self.hash(&out);
-            if out == conn.in_key() || self.lookup_hashed(&out, h_out).is_some() {
-                self.index.remove(h_in, id);
-                return Err(CreateError::Collision);
-            }
-            if self.index.insert(h_out, id).is_err() {
-                self.index.remove(h_in, id);
-                return Err(CreateError::IndexFull);
-            }
+        if let Some(out) = hot.out_key(laddr)
+            && let Err(e) = self.index_reply(id, &hot, out)
+        {
+            self.index.remove(h_in, id);
+            return Err(e);
         }
         let i = id as usize;
         self.slab.free = self.slab.cold[i].link;
-        self.slab.hot[i] = conn.hot();
-        self.slab.cold[i] = conn.cold();
-        if conn.mode != Mode::Template as u8 && conn.template != NO_TEMPLATE {
-            self.slab.cold[conn.template as usize].link += 1;
+        self.slab.hot[i] = hot;
+        self.slab.cold[i] = Cold { laddr, link };
+        if hot.mode != Mode::Template && link != NO_TEMPLATE {
+            self.slab.cold[link as usize].link += 1;
         }
-        self.wheel.schedule(id, conn.expires);
+        self.wheel.schedule(id, hot.expires);
         self.slab.len += 1;
         Ok(id)
+    }
+
+    /// Indexes the reply tuple `out` of the connection `hot` about to take slot `id`.
+    fn index_reply(&mut self, id: u32, hot: &ConnHot, out: FlowKey) -> Result<(), CreateError> {
+        let h_out = self.hash(&out);
+        if out == hot.in_key() || self.lookup_hashed(&out, h_out).is_some() {
+            return Err(CreateError::Collision);
+        }
+        self.index
+            .insert(h_out, id)
+            .map_err(|TableFull| CreateError::IndexFull)
     }
 
     /// Moves connection `id`'s deadline. A later deadline costs nothing (the timer re-arms
     /// itself when it comes round); an earlier one reschedules the timer, so a connection
     /// that closes expires on time (its counts and ports are released then).
-    #[inline]
+    #[inline(always)]
     pub fn set_expires(&mut self, id: u32, deadline: u32) {
         let c = &mut self.slab.hot[id as usize];
         let earlier = deadline < c.expires;
         c.expires = deadline;
         if earlier {
-            self.wheel.reschedule(id, deadline);
+            self.reschedule(id, deadline);
         }
+    }
+
+    fn reschedule(&mut self, id: u32, deadline: u32) {
+        self.wheel.reschedule(id, deadline);
     }
 
     /// Removes connection `id` now (its deadline passed before its timer came round, or a
     /// template went stale); returns it. Its timer goes with it.
     pub fn remove(&mut self, id: u32) -> Conn {
+        self.remove_found(id, None)
+    }
+
+    /// As [`ConnTable::remove`], for a connection just found by a tuple (of direction
+    /// `dir`) hashing to `h`: that hash is not computed again.
+    pub fn remove_found(&mut self, id: u32, found: Option<(Dir, FlowHash)>) -> Conn {
         let c = self.get(id);
         if c.proto != 0 {
+            debug_assert!(found.is_none_or(|(d, h)| match d {
+                Dir::In => h == self.hash(&c.in_key()),
+                Dir::Out => c.out_key().is_some_and(|o| h == self.hash(&o)),
+            }));
             self.wheel.cancel(id);
-            self.slab.release(&mut self.index, self.seed, id, &c);
+            self.slab.release(&mut self.index, self.seed, id, &c, found);
         }
         c
     }
@@ -624,7 +674,7 @@ impl ConnTable {
                 slab.hot[i].expires = deadline;
                 return Fire::Rearm(deadline);
             }
-            slab.release(index, *seed, id, &c);
+            slab.release(index, *seed, id, &c, None);
             expired += 1;
             Fire::Done
         });

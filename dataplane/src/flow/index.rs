@@ -17,7 +17,7 @@
 //! displacement, which is why they carry the connection's id and never the other way round;
 //! they are removed explicitly, by tag and id, when their connection goes.
 
-use mem::{HugeSlice, prefetch};
+use mem::{HugeSlice, eq_u16x10, prefetch};
 
 /// Entries per bucket (a bucket is one 64-byte cache line).
 pub const BUCKET_SLOTS: usize = 10;
@@ -106,21 +106,58 @@ impl Bucket {
         _spare: 0,
     };
 
-    /// Bit `i` set iff slot `i` holds `tag`.
+    /// Bit `2i` set iff slot `i` holds `tag` (see [`slot`]).
     #[inline(always)]
     fn matching(&self, tag: u16) -> u32 {
-        let mut m = 0;
-        for (i, &t) in self.tags.iter().enumerate() {
-            m |= u32::from(t == tag) << i;
-        }
-        m
+        eq_u16x10(&self.tags, tag)
     }
 
     #[inline(always)]
     fn free_slot(&self) -> Option<usize> {
         let m = self.matching(0);
-        (m != 0).then(|| m.trailing_zeros() as usize)
+        (m != 0).then(|| slot(m))
     }
+}
+
+/// The candidate connections of a hash ([`FlowIndex::candidates`]).
+#[derive(Debug)]
+pub struct Candidates<'a> {
+    index: &'a FlowIndex,
+    bucket: usize,
+    mask: u32,
+    tag: u16,
+    first: bool,
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = u32;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            if self.mask != 0 {
+                let i = slot(self.mask);
+                self.mask &= self.mask - 1;
+                return Some(self.index.buckets[self.bucket].ids[i]);
+            }
+            if !self.first {
+                return None;
+            }
+            self.first = false;
+            let alt = self.index.alt(self.bucket, self.tag);
+            if alt == self.bucket {
+                return None;
+            }
+            self.bucket = alt;
+            self.mask = self.index.buckets[alt].matching(self.tag);
+        }
+    }
+}
+
+/// The first slot named by a [`Bucket::matching`] mask (non-zero).
+#[inline(always)]
+fn slot(mask: u32) -> usize {
+    mask.trailing_zeros() as usize / 2
 }
 
 /// The bucket of a new tuple (and its alternative) is full and displacement found no room.
@@ -217,7 +254,7 @@ impl FlowIndex {
     pub fn first_candidate(&self, h: FlowHash) -> Option<u32> {
         let bucket = &self.buckets[self.primary(h)];
         let m = bucket.matching(h.tag());
-        (m != 0).then(|| bucket.ids[m.trailing_zeros() as usize])
+        (m != 0).then(|| bucket.ids[slot(m)])
     }
 
     #[inline(always)]
@@ -225,7 +262,7 @@ impl FlowIndex {
         let bucket = &self.buckets[b];
         let mut m = bucket.matching(tag);
         while m != 0 {
-            let i = m.trailing_zeros() as usize;
+            let i = slot(m);
             if let Some(r) = verify(bucket.ids[i]) {
                 return Some(r);
             }
@@ -251,6 +288,22 @@ impl FlowIndex {
         self.scan(b2, tag, &mut verify)
     }
 
+    /// Every connection whose entry carries `h`'s tag, primary bucket first: what
+    /// [`FlowIndex::find`] offers its `verify`, as an iterator (for callers that verify
+    /// inline).
+    #[inline(always)]
+    pub fn candidates(&self, h: FlowHash) -> Candidates<'_> {
+        let tag = h.tag();
+        let b = self.primary(h);
+        Candidates {
+            index: self,
+            bucket: b,
+            mask: self.buckets[b].matching(tag),
+            tag,
+            first: true,
+        }
+    }
+
     /// Removes connection `id`'s entry for a tuple hashing to `h`; false if there is none.
     pub fn remove(&mut self, h: FlowHash, id: u32) -> bool {
         let tag = h.tag();
@@ -259,7 +312,7 @@ impl FlowIndex {
             let bucket = &mut self.buckets[b];
             let mut m = bucket.matching(tag);
             while m != 0 {
-                let i = m.trailing_zeros() as usize;
+                let i = slot(m);
                 if bucket.ids[i] == id {
                     bucket.tags[i] = 0;
                     self.len -= 1;
