@@ -16,12 +16,14 @@ use crossbeam::queue::ArrayQueue;
 use rvs_config::{Forward, ServiceKey};
 
 use crate::flow::tcp::{self, Direction, State};
-use crate::flow::{Conn, ConnTable, CreateError, Dir, FlowKey, Mode, NO_TEMPLATE};
+use crate::flow::{
+    Conn, ConnHot, ConnTable, CreateError, Dir, FlowHash, FlowKey, Mode, NO_TEMPLATE,
+};
 use crate::fwd::{self, fnat::PortPool, nat, tun};
 use crate::neigh::NeighEvent;
 use crate::redirect::Redirect;
 use crate::sched::{self, DestLoad, Sched, SchedInput};
-use crate::snapshot::{Dest, NextHop, Snapshot};
+use crate::snapshot::{NextHop, Snapshot};
 use crate::stats::{Counters, DropReason, TrafficCounters};
 use crate::wire::{
     ArpPacket, EthernetFrame, IcmpV4Packet, Ipv4Packet, MacAddr, TcpPacket, UdpPacket, arp_op,
@@ -29,6 +31,9 @@ use crate::wire::{
 };
 
 const ETH: usize = 14;
+
+/// Frames [`Worker::process_burst`] overlaps at most (longer slices go in chunks).
+pub const BURST: usize = 32;
 
 /// Protocol byte of persistence-template keys in the tuple index (never a real protocol):
 /// `0x80 | protocol` for address services, `0x80` alone for firewall-mark services.
@@ -263,7 +268,7 @@ fn rewrite_icmp(
 }
 
 /// Parsed facts of an IPv4 TCP/UDP packet the pipeline needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct L4 {
     proto: u8,
     src: Ipv4Addr,
@@ -275,6 +280,63 @@ struct L4 {
     ident: u16,
     dont_frag: bool,
     tos: u8,
+}
+
+/// Where a connection's packets for its real server go: the server's address, the egress
+/// port, and the neighbour slot of the next hop.
+#[derive(Debug, Clone, Copy)]
+struct Hop {
+    addr: Ipv4Addr,
+    out_port: u16,
+    neigh: u32,
+}
+
+impl L4 {
+    /// The packet's tuple.
+    #[inline(always)]
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            proto: self.proto,
+            saddr: self.src.to_bits(),
+            daddr: self.dst.to_bits(),
+            sport: self.sport,
+            dport: self.dport,
+        }
+    }
+}
+
+/// The TCP or UDP facts of a checked IPv4 packet: `Ok(None)` for a fragment or another
+/// protocol, `Err` for an L4 header that does not fit.
+#[inline(always)]
+fn l4_of(ip: &Ipv4Packet<&[u8]>) -> Result<Option<L4>, DropReason> {
+    let proto = ip.protocol();
+    if !matches!(proto, ip_proto::TCP | ip_proto::UDP) || ip.is_fragment() {
+        return Ok(None);
+    }
+    let l4_bytes = ip.payload();
+    let (sport, dport, flags) = if proto == ip_proto::TCP {
+        match TcpPacket::new_checked(l4_bytes) {
+            Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+            Err(_) => return Err(DropReason::L4Malformed),
+        }
+    } else {
+        match UdpPacket::new_checked(l4_bytes) {
+            Ok(u) => (u.src_port(), u.dst_port(), 0),
+            Err(_) => return Err(DropReason::L4Malformed),
+        }
+    };
+    Ok(Some(L4 {
+        proto,
+        src: ip.src(),
+        dst: ip.dst(),
+        sport,
+        dport,
+        flags,
+        total_len: ip.total_len(),
+        ident: ip.ident(),
+        dont_frag: ip.dont_frag(),
+        tos: ip.dscp_ecn(),
+    }))
 }
 
 /// `Conn::service` and `Conn::dest` of a connection whose service or real server a
@@ -292,6 +354,8 @@ pub struct Worker {
     /// Per service, per real server: persistence templates pointing at it.
     persistent: Vec<Vec<u32>>,
     conns: ConnTable,
+    /// Timeout of each connection state (`State as usize`), from the snapshot.
+    timeouts: [u32; 12],
     lports: Vec<PortPool>,
     next_lip: Vec<usize>,
     peers: PeerCache,
@@ -366,6 +430,7 @@ impl Worker {
             persistent: loads.iter().map(|l| vec![0; l.len()]).collect(),
             loads,
             conns: ConnTable::new(conns, seed, 0),
+            timeouts: State::timeouts(&snap.timeouts),
             lports,
             next_lip: vec![0; snap.services.len()],
             peers: PeerCache::new(),
@@ -466,30 +531,34 @@ impl Worker {
     /// while they live, its `expire_nodest_conn` being off by default) keeps going to its
     /// real server while the snapshot has a next hop for it: the server is still on-link with
     /// a neighbour slot (another service uses it), or routed through a gateway.
-    #[inline]
-    fn dest_of(&self, c: &Conn) -> Option<Dest> {
+    #[inline(always)]
+    fn dest_of(&self, c: &ConnHot) -> Option<Hop> {
         if let Some(d) = self
             .snap
             .services
             .get(c.service as usize)
             .and_then(|s| s.dests.get(c.dest as usize))
         {
-            return Some(*d);
+            return Some(Hop {
+                addr: d.addr,
+                out_port: d.out_port,
+                neigh: d.neigh,
+            });
         }
+        self.orphan_hop(c)
+    }
+
+    #[cold]
+    fn orphan_hop(&self, c: &ConnHot) -> Option<Hop> {
         let addr = Ipv4Addr::from_bits(c.raddr);
         let (out_port, neigh) = match self.snap.next_hop(addr)? {
             NextHop::Gateway { port, neigh } => (port, neigh),
             NextHop::OnLink { port } => (port, self.snap.neigh.find(addr, port)? as u32),
         };
-        Some(Dest {
+        Some(Hop {
             addr,
-            port: c.rport,
-            weight: 0,
-            forward: Forward::Dr,
             out_port,
             neigh,
-            upper: 0,
-            lower: 0,
         })
     }
 
@@ -642,6 +711,7 @@ impl Worker {
         self.loads = loads;
         self.traffic = traffic;
         self.persistent = persistent;
+        self.timeouts = State::timeouts(&snap.timeouts);
         self.snap = snap;
         old
     }
@@ -676,11 +746,77 @@ impl Worker {
         in_port: u16,
         now: u32,
     ) -> Verdict {
-        let v = self.classify(pkt, in_port, now);
+        let pre = self
+            .parse_flow(pkt.data(), in_port)
+            .map(|l4| (l4, self.conns.hash(&l4.key())));
+        self.process_parsed(pkt, in_port, now, pre)
+    }
+
+    /// As [`Worker::process`], but always through the general path (every frame parsed as if
+    /// it were not TCP or UDP first). For the tests that check both paths agree.
+    #[doc(hidden)]
+    pub fn process_general<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        now: u32,
+    ) -> Verdict {
+        self.process_parsed(pkt, in_port, now, None)
+    }
+
+    /// Processes a frame that [`Worker::parse_flow`] has parsed (`Some`: with its tuple's
+    /// hash) or sent to the general path (`None`).
+    #[inline(always)]
+    fn process_parsed<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        now: u32,
+        pre: Option<(L4, FlowHash)>,
+    ) -> Verdict {
+        let v = match pre {
+            Some((l4, h)) => self.flow(pkt, in_port, now, &l4, h),
+            None => self.classify(pkt, in_port, now),
+        };
         if let Verdict::Drop(r) = v {
             self.counters.drop(r);
         }
         v
+    }
+
+    /// Runs frames received on port `in_port` through the pipeline, as [`Worker::process`]
+    /// one after the other would, writing each verdict to `verdicts` (at least as long as
+    /// `pkts`), with the memory accesses of a [`BURST`] overlapped: every frame is parsed and
+    /// its tuple hashed and its index bucket prefetched first, then its connection, then the
+    /// frames are processed in order. Parsing reads nothing but the frame and the snapshot, and
+    /// the prefetches are hints, so verdicts, counters and table changes are exactly those of
+    /// per-frame processing.
+    pub fn process_burst<P: PacketBuf>(
+        &mut self,
+        pkts: &mut [P],
+        in_port: u16,
+        now: u32,
+        verdicts: &mut [Verdict],
+    ) {
+        assert!(verdicts.len() >= pkts.len(), "a verdict per packet");
+        for (pkts, verdicts) in pkts.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
+            let mut pre = [None; BURST];
+            for (pre, pkt) in pre.iter_mut().zip(pkts.iter()) {
+                if let Some(l4) = self.parse_flow(pkt.data(), in_port) {
+                    let h = self.conns.hash(&l4.key());
+                    self.conns.prefetch(h);
+                    *pre = Some((l4, h));
+                }
+            }
+            // FullNAT connections are also read from the cold part of the slab.
+            let cold = !self.snap.lips.is_empty();
+            for &(_, h) in pre.iter().take(pkts.len()).flatten() {
+                self.conns.prefetch_candidate(h, cold);
+            }
+            for ((pkt, verdict), &pre) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(&pre) {
+                *verdict = self.process_parsed(pkt, in_port, now, pre);
+            }
+        }
     }
 
     /// Expires connections due by `now`, at most `budget` timer entries; returns how many
@@ -802,59 +938,16 @@ impl Worker {
         if !ip.verify_checksum() {
             return Verdict::Drop(DropReason::Ipv4BadChecksum);
         }
-        let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
+        let (dst, proto) = (ip.dst(), ip.protocol());
         let fragment = ip.is_fragment();
         let l4_range = ETH + usize::from(ip.header_len())..ETH + usize::from(ip.total_len());
-        let l4_bytes = ip.payload();
-        if matches!(proto, ip_proto::TCP | ip_proto::UDP) && !fragment {
-            let (sport, dport, flags) = if proto == ip_proto::TCP {
-                match TcpPacket::new_checked(l4_bytes) {
-                    Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
-                    Err(_) => return Verdict::Drop(DropReason::L4Malformed),
-                }
-            } else {
-                match UdpPacket::new_checked(l4_bytes) {
-                    Ok(u) => (u.src_port(), u.dst_port(), 0),
-                    Err(_) => return Verdict::Drop(DropReason::L4Malformed),
-                }
-            };
-            let l4 = L4 {
-                proto,
-                src,
-                dst,
-                sport,
-                dport,
-                flags,
-                total_len: ip.total_len(),
-                ident: ip.ident(),
-                dont_frag: ip.dont_frag(),
-                tos: ip.dscp_ecn(),
-            };
-            let key = FlowKey {
-                proto,
-                saddr: src.to_bits(),
-                daddr: dst.to_bits(),
-                sport,
-                dport,
-            };
-            if let Some((id, dir)) = self.conns.lookup(&key) {
-                if self.conns.get(id).expires > now {
-                    return self.existing(pkt, in_port, id, dir, &l4, now);
-                }
-                // Past its deadline, its timer not yet run: it is gone for this packet too.
-                let c = self.conns.remove(id);
-                self.release(&c);
-                self.counters.expired += 1;
+        match l4_of(&ip) {
+            Ok(Some(l4)) => {
+                let h = self.conns.hash(&l4.key());
+                return self.flow(pkt, in_port, now, &l4, h);
             }
-            if self.workers > 1
-                && let Some(owner) = self.owner_of(&key)
-                && owner != self.id
-            {
-                return Verdict::Handoff(owner);
-            }
-            if let Some(svc) = self.snap.classify(proto, dst, dport) {
-                return self.new_conn(pkt, in_port, svc, &l4, now);
-            }
+            Ok(None) => {}
+            Err(r) => return Verdict::Drop(r),
         }
         if fragment && self.snap.is_vip(dst) {
             // Fragments are not reassembled: one for a VIP is counted as such.
@@ -870,6 +963,76 @@ impl Worker {
             return self.local(pkt.data_mut(), in_port, l4_range, proto, fragment);
         }
         Verdict::Drop(DropReason::NoService)
+    }
+
+    /// A TCP or UDP packet (IPv4, not a fragment, checked) whose tuple hashes to `h`: its
+    /// connection's, a new connection's, another worker's, or dropped.
+    #[inline(always)]
+    fn flow<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        now: u32,
+        l4: &L4,
+        h: FlowHash,
+    ) -> Verdict {
+        let key = l4.key();
+        if let Some((id, dir)) = self.conns.lookup_hashed(&key, h) {
+            if self.conns.hot(id).expires > now {
+                return self.existing(pkt, in_port, id, dir, l4, now);
+            }
+            // Past its deadline, its timer not yet run: it is gone for this packet too.
+            let c = self.conns.remove_found(id, Some((dir, h)));
+            self.release(&c);
+            self.counters.expired += 1;
+        }
+        self.no_flow(pkt, in_port, now, l4, h)
+    }
+
+    /// A TCP or UDP packet of no tracked connection.
+    fn no_flow<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        now: u32,
+        l4: &L4,
+        h: FlowHash,
+    ) -> Verdict {
+        if self.workers > 1
+            && let Some(owner) = self.owner_of(&l4.key())
+            && owner != self.id
+        {
+            return Verdict::Handoff(owner);
+        }
+        if let Some(svc) = self.snap.classify(l4.proto, l4.dst, l4.dport) {
+            return self.new_conn(pkt, in_port, svc, l4, h, now);
+        }
+        // Not a fragment, not ICMP: for the director itself, nothing to do with it.
+        if self.snap.is_local(l4.dst) {
+            return Verdict::Drop(DropReason::LocalUnhandled);
+        }
+        Verdict::Drop(DropReason::NoService)
+    }
+
+    /// What [`Worker::classify`] would find in `frame` before any table is consulted, when it
+    /// is a TCP or UDP packet for this port: the same checks in the same order (Ethernet
+    /// header, destination MAC, EtherType, IPv4 header and checksum, not a fragment, L4
+    /// header), read-only. `None` means the general path (another protocol, or a drop).
+    #[inline(always)]
+    fn parse_flow(&self, frame: &[u8], in_port: u16) -> Option<L4> {
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        let dst = eth.dst();
+        if dst != self.snap.ports[in_port as usize].mac
+            || dst.is_broadcast()
+            || eth.ethertype() != ether_type::IPV4
+        {
+            return None;
+        }
+        let ip = Ipv4Packet::new_checked(&frame[ETH..]).ok()?;
+        if !ip.verify_checksum() {
+            return None;
+        }
+        l4_of(&ip).ok()?
     }
 
     /// An ICMP error (destination unreachable, source quench, time exceeded, parameter
@@ -924,12 +1087,12 @@ impl Worker {
             dport: sport,
         };
         let (id, dir) = self.conns.lookup(&key)?;
-        let c = *self.conns.get(id);
+        let c = self.conns.get(id);
         if c.expires <= now {
             return None;
         }
         let mode = Mode::from_u8(c.mode);
-        let dest = self.dest_of(&c)?;
+        let dest = self.dest_of(&c.hot())?;
         let vaddr = Ipv4Addr::from_bits(c.vaddr);
         let caddr = Ipv4Addr::from_bits(c.caddr);
         let laddr = Ipv4Addr::from_bits(c.laddr);
@@ -950,7 +1113,7 @@ impl Worker {
                     dont_frag: false,
                     tos: 0,
                 };
-                Some(self.forward(pkt, in_port, &c, &l4))
+                Some(self.forward(pkt, in_port, &c.hot(), c.laddr, &l4))
             }
             (Mode::Nat, Dir::In) => {
                 let f = pkt.data_mut();
@@ -1081,6 +1244,7 @@ impl Worker {
     }
 
     /// A packet of a tracked connection, in either direction.
+    #[inline(always)]
     fn existing<P: PacketBuf + ?Sized>(
         &mut self,
         pkt: &mut P,
@@ -1090,45 +1254,30 @@ impl Worker {
         l4: &L4,
         now: u32,
     ) -> Verdict {
-        let timeouts = self.snap.timeouts;
-        let c = self.conns.get_mut(id);
-        let mode = Mode::from_u8(c.mode);
+        let c = self.conns.hot_mut(id);
+        let mode = c.mode;
         let state = if l4.proto == ip_proto::TCP {
             let d = match (mode.sees_replies(), dir) {
                 (false, _) => Direction::InputOnly,
                 (true, Dir::In) => Direction::Input,
                 (true, Dir::Out) => Direction::Output,
             };
-            tcp::transition(State::from_u8(c.state), d, l4.flags)
+            tcp::transition(c.state, d, l4.flags)
         } else {
             State::Udp
         };
-        c.state = state as u8;
+        c.state = state;
         let was_active = c.active;
         let active = state.is_active();
         c.active = active;
-        if !self
-            .conns
-            .set_expires(id, now.saturating_add(state.timeout(&timeouts)))
-        {
-            self.counters.timers_full += 1;
-        }
-        let conn = *self.conns.get(id);
+        let conn = *c;
+        self.conns
+            .set_expires(id, now.saturating_add(self.timeouts[state as usize]));
         let svc = conn.service as usize;
         let d = conn.dest as usize;
         // An orphan (its service or server removed since) has no counts or counters left.
-        if was_active != active
-            && let Some(l) = self.loads.get_mut(svc).and_then(|v| v.get_mut(d))
-        {
-            if active {
-                l.active += 1;
-                l.inactive = l.inactive.saturating_sub(1);
-            } else {
-                l.active = l.active.saturating_sub(1);
-                l.inactive += 1;
-            }
-            let dest = &self.snap.services[svc].dests[d];
-            sched::update_overload(l, dest.upper, dest.lower);
+        if was_active != active {
+            self.activity_changed(svc, d, active);
         }
         let len = u64::from(l4.total_len);
         let t = self.traffic.get_mut(svc).and_then(|v| v.get_mut(d));
@@ -1138,7 +1287,12 @@ impl Worker {
                     t.in_packets += 1;
                     t.in_bytes += len;
                 }
-                self.forward(pkt, in_port, &conn, l4)
+                let laddr = if mode == Mode::Fnat {
+                    self.conns.laddr(id)
+                } else {
+                    0
+                };
+                self.forward(pkt, in_port, &conn, laddr, l4)
             }
             Dir::Out => {
                 if let Some(t) = t {
@@ -1150,6 +1304,21 @@ impl Worker {
         }
     }
 
+    /// A connection of server `d` of service `svc` became active or inactive.
+    fn activity_changed(&mut self, svc: usize, d: usize, active: bool) {
+        if let Some(l) = self.loads.get_mut(svc).and_then(|v| v.get_mut(d)) {
+            if active {
+                l.active += 1;
+                l.inactive = l.inactive.saturating_sub(1);
+            } else {
+                l.active = l.active.saturating_sub(1);
+                l.inactive += 1;
+            }
+            let dest = &self.snap.services[svc].dests[d];
+            sched::update_overload(l, dest.upper, dest.lower);
+        }
+    }
+
     /// The first packet of a connection to service `svc`: schedule, track, forward.
     fn new_conn<P: PacketBuf + ?Sized>(
         &mut self,
@@ -1157,6 +1326,7 @@ impl Worker {
         in_port: u16,
         svc: usize,
         l4: &L4,
+        h: FlowHash,
         now: u32,
     ) -> Verdict {
         // IPVS (tcp_conn_schedule) schedules a TCP connection only on a SYN without RST;
@@ -1194,42 +1364,40 @@ impl Worker {
         } else {
             State::Udp
         };
-        let mut conn = Conn {
+        let mut conn = ConnHot {
             caddr: l4.src.to_bits(),
             vaddr: l4.dst.to_bits(),
             raddr: dest.addr.to_bits(),
-            laddr: 0,
             cport: l4.sport,
             vport: l4.dport,
             rport: if dest.port == 0 { l4.dport } else { dest.port },
             lport: 0,
-            expires: now.saturating_add(state.timeout(&self.snap.timeouts)),
+            expires: now.saturating_add(self.timeouts[state as usize]),
             service: svc as u16,
             dest: d as u16,
             proto: l4.proto,
-            state: state as u8,
-            mode: mode as u8,
+            state,
+            mode,
             active: state.is_active(),
-            template,
-            controls: 0,
         };
+        let mut laddr = 0;
         let mut lip = None;
         if mode == Mode::Fnat {
             match self.take_local_port(svc) {
                 Some((i, addr, port)) => {
-                    conn.laddr = addr.to_bits();
+                    laddr = addr.to_bits();
                     conn.lport = port;
                     lip = Some(i);
                 }
                 None => return Verdict::Drop(DropReason::NoLocalPort),
             }
         }
-        let mut created = self.conns.create(conn);
+        let mut created = self.conns.create_hot(conn, laddr, template, h);
         if matches!(created, Err(CreateError::NoSlot | CreateError::IndexFull)) {
             // Full: reclaim what is due now (bounded), then try once more.
             let n = self.expire(now, FULL_EXPIRE_BUDGET);
             self.counters.expired += n as u64;
-            created = self.conns.create(conn);
+            created = self.conns.create_hot(conn, laddr, template, h);
         }
         if let Err(e) = created {
             if let Some(i) = lip {
@@ -1241,7 +1409,7 @@ impl Worker {
             });
         }
         if mode == Mode::Nat
-            && let (Some(r), Some(out)) = (&self.redirect, conn.out_key())
+            && let (Some(r), Some(out)) = (&self.redirect, conn.out_key(laddr))
             && !r.insert(&out, self.id)
         {
             self.counters.redirects_lost += 1;
@@ -1258,7 +1426,7 @@ impl Worker {
         t.conns += 1;
         t.in_packets += 1;
         t.in_bytes += u64::from(l4.total_len);
-        self.forward(pkt, in_port, &conn, l4)
+        self.forward(pkt, in_port, &conn, laddr, l4)
     }
 
     /// The scheduler's pick for a new connection of service `svc`.
@@ -1305,9 +1473,10 @@ impl Worker {
         };
         let ndests = service.dests.len();
         if let Some((tid, _)) = self.conns.lookup(&key) {
-            let t = self.conns.get_mut(tid);
+            let controls = self.conns.controls(tid);
+            let t = self.conns.hot_mut(tid);
             // Valid while it lives or controls connections, and while its server exists.
-            if (t.expires > now || t.controls > 0)
+            if (t.expires > now || controls > 0)
                 && t.service as usize == svc
                 && (t.dest as usize) < ndests
             {
@@ -1359,12 +1528,14 @@ impl Worker {
         None
     }
 
-    /// Client → real server, by the connection's mode.
+    /// Client → real server, by the connection's mode (`laddr`: its FullNAT local address).
+    #[inline(always)]
     fn forward<P: PacketBuf + ?Sized>(
         &mut self,
         pkt: &mut P,
         in_port: u16,
-        c: &Conn,
+        c: &ConnHot,
+        laddr: u32,
         l4: &L4,
     ) -> Verdict {
         let Some(dest) = self.dest_of(c) else {
@@ -1375,7 +1546,7 @@ impl Worker {
         };
         let out = dest.out_port;
         let port_mac = self.snap.ports[out as usize].mac;
-        let mode = Mode::from_u8(c.mode);
+        let mode = c.mode;
         if mode.sees_replies() {
             // Replies to an on-link client go back to the MAC its requests come from.
             let src = EthernetFrame::new_unchecked(pkt.data()).src();
@@ -1394,74 +1565,85 @@ impl Worker {
                 let f = pkt.data_mut();
                 fwd::fnat::request(
                     &mut f[ETH..],
-                    Ipv4Addr::from_bits(c.laddr),
+                    Ipv4Addr::from_bits(laddr),
                     c.lport,
                     dest.addr,
                     c.rport,
                 );
                 fwd::set_l2(f, port_mac, mac);
             }
-            Mode::Tun => {
-                let (kind, gue_port) = self
-                    .snap
-                    .services
-                    .get(c.service as usize)
-                    .map_or((rvs_config::TunnelKind::Ipip, 0), |s| s.tunnel);
-                let overhead = tun::overhead(kind);
-                let mtu = usize::from(self.snap.ports[out as usize].mtu);
-                let inner = usize::from(l4.total_len);
-                if inner + overhead > mtu {
-                    if !l4.dont_frag {
-                        return Verdict::Drop(DropReason::TooBig);
-                    }
-                    let in_mac = self.snap.ports[in_port as usize].mac;
-                    let n = tun::frag_needed_in_place(
-                        pkt.data_mut(),
-                        l4.dst,
-                        (mtu - overhead) as u16,
-                        in_mac,
-                    );
-                    pkt.set_len(n);
-                    self.counters.icmp_frag_needed += 1;
-                    return Verdict::Tx(in_port);
-                }
-                // Drop Ethernet padding, make room, move the Ethernet header to the front.
-                if !pkt.set_len(ETH + inner) || !pkt.prepend(overhead) {
-                    return Verdict::Drop(DropReason::NoHeadroom);
-                }
-                let src = self.snap.ports[out as usize]
-                    .source_for(dest.addr)
-                    .or_else(|| {
-                        self.snap.ports[out as usize]
-                            .addresses
-                            .first()
-                            .map(|a| a.addr)
-                    })
-                    .unwrap_or(l4.dst);
-                let flow = (c.caddr ^ (c.caddr >> 16)) as u16 ^ c.cport;
-                let f = pkt.data_mut();
-                f.copy_within(overhead..overhead + ETH, 0);
-                tun::write_outer(
-                    &mut f[ETH..],
-                    kind,
-                    gue_port,
-                    src,
-                    dest.addr,
-                    inner as u16,
-                    l4.ident,
-                    l4.dont_frag,
-                    l4.tos,
-                    flow,
-                );
-                fwd::set_l2(f, port_mac, mac);
-            }
+            Mode::Tun => return self.tunnel(pkt, in_port, c, dest, (port_mac, mac), l4),
         }
         self.counters.forwarded += 1;
         Verdict::Tx(out)
     }
 
+    /// Client → real server in an IP tunnel (or ICMP fragmentation-needed back to the client
+    /// when the encapsulated packet would not fit the egress MTU and may not be fragmented).
+    fn tunnel<P: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut P,
+        in_port: u16,
+        c: &ConnHot,
+        dest: Hop,
+        (port_mac, mac): (MacAddr, MacAddr),
+        l4: &L4,
+    ) -> Verdict {
+        let out = dest.out_port;
+        let (kind, gue_port) = self
+            .snap
+            .services
+            .get(c.service as usize)
+            .map_or((rvs_config::TunnelKind::Ipip, 0), |s| s.tunnel);
+        let overhead = tun::overhead(kind);
+        let mtu = usize::from(self.snap.ports[out as usize].mtu);
+        let inner = usize::from(l4.total_len);
+        if inner + overhead > mtu {
+            if !l4.dont_frag {
+                return Verdict::Drop(DropReason::TooBig);
+            }
+            let in_mac = self.snap.ports[in_port as usize].mac;
+            let n =
+                tun::frag_needed_in_place(pkt.data_mut(), l4.dst, (mtu - overhead) as u16, in_mac);
+            pkt.set_len(n);
+            self.counters.icmp_frag_needed += 1;
+            return Verdict::Tx(in_port);
+        }
+        // Drop Ethernet padding, make room, move the Ethernet header to the front.
+        if !pkt.set_len(ETH + inner) || !pkt.prepend(overhead) {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        let src = self.snap.ports[out as usize]
+            .source_for(dest.addr)
+            .or_else(|| {
+                self.snap.ports[out as usize]
+                    .addresses
+                    .first()
+                    .map(|a| a.addr)
+            })
+            .unwrap_or(l4.dst);
+        let flow = (c.caddr ^ (c.caddr >> 16)) as u16 ^ c.cport;
+        let f = pkt.data_mut();
+        f.copy_within(overhead..overhead + ETH, 0);
+        tun::write_outer(
+            &mut f[ETH..],
+            kind,
+            gue_port,
+            src,
+            dest.addr,
+            inner as u16,
+            l4.ident,
+            l4.dont_frag,
+            l4.tos,
+            flow,
+        );
+        fwd::set_l2(f, port_mac, mac);
+        self.counters.forwarded += 1;
+        Verdict::Tx(out)
+    }
+
     /// Real server → client (NAT and FullNAT replies).
-    fn reply<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, c: &Conn) -> Verdict {
+    fn reply<P: PacketBuf + ?Sized>(&mut self, pkt: &mut P, c: &ConnHot) -> Verdict {
         let vaddr = Ipv4Addr::from_bits(c.vaddr);
         let caddr = Ipv4Addr::from_bits(c.caddr);
         let (out, mac) = match self.toward_client(caddr) {
@@ -1470,7 +1652,7 @@ impl Worker {
         };
         let port_mac = self.snap.ports[out as usize].mac;
         let f = pkt.data_mut();
-        match Mode::from_u8(c.mode) {
+        match c.mode {
             Mode::Fnat => fwd::fnat::reply(&mut f[ETH..], vaddr, c.vport, caddr, c.cport),
             _ => nat::rewrite_end(&mut f[ETH..], nat::End::Src, vaddr, c.vport),
         }

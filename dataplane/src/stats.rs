@@ -175,7 +175,8 @@ pub struct Counters {
     pub redirects_lost: u64,
     /// ICMP errors about tracked connections forwarded (translated for NAT and FullNAT).
     pub icmp_translated: u64,
-    /// Shortened connection deadlines that found the timer wheel full (expired late).
+    /// Shortened connection deadlines that found the timer wheel full (expired late). Kept
+    /// for the stats layout; always 0 since every connection owns its timer entry.
     pub timers_full: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],

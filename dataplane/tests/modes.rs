@@ -503,7 +503,7 @@ fn ip_total_len(frame: &[u8]) -> usize {
 
 /// The connection of `client` to `vip` (its client tuple).
 fn conn_of(w: &Worker, client: SocketAddrV4, vip: SocketAddrV4) -> Option<Conn> {
-    w.conns().iter().map(|(_, c)| *c).find(|c| {
+    w.conns().iter().map(|(_, c)| c).find(|c| {
         (c.caddr, c.cport, c.vaddr, c.vport)
             == (
                 client.ip().to_bits(),
@@ -2042,7 +2042,7 @@ fn malformed_input_per_mode_is_dropped_with_its_reason_and_changes_nothing() {
             L4Malformed,
         ),
     ];
-    let before: Vec<Conn> = w.conns().iter().map(|(_, c)| *c).collect();
+    let before: Vec<Conn> = w.conns().iter().map(|(_, c)| c).collect();
     let loads: Vec<_> = (0..=S_LOWER).map(|s| w.loads(s).to_vec()).collect();
     let counters = w.counters;
     for (what, frame, port, reason) in &cases {
@@ -2050,7 +2050,7 @@ fn malformed_input_per_mode_is_dropped_with_its_reason_and_changes_nothing() {
         assert_eq!(v, Verdict::Drop(*reason), "{what}");
         assert_eq!(&out, frame, "{what}: untouched");
     }
-    let after: Vec<Conn> = w.conns().iter().map(|(_, c)| *c).collect();
+    let after: Vec<Conn> = w.conns().iter().map(|(_, c)| c).collect();
     assert_eq!(after, before, "no connection made, changed or refreshed");
     let loads_after: Vec<_> = (0..=S_LOWER).map(|s| w.loads(s).to_vec()).collect();
     assert_eq!(loads_after, loads);

@@ -11,8 +11,10 @@ use crate::sys;
 /// Burst size used throughout RVS.
 pub const BURST: usize = 32;
 
-/// An owned packet buffer.
+/// An owned packet buffer. `repr(transparent)` over a non-null `rte_mbuf` pointer, so a
+/// burst's pointer array can be viewed as `[Mbuf]` ([`MbufBurst::as_mut_slice`]).
 #[derive(Debug)]
+#[repr(transparent)]
 pub struct Mbuf {
     raw: NonNull<sys::rte_mbuf>,
 }
@@ -212,6 +214,23 @@ impl<const N: usize> MbufBurst<N> {
         self.ptrs[self.len] = m.into_raw().as_ptr();
         self.len += 1;
         Ok(())
+    }
+
+    /// The held mbufs, in place (to process a burst before taking it apart).
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
+        // SAFETY: the first len slots hold owned, valid, non-null mbuf pointers, and Mbuf is a
+        // repr(transparent) NonNull<rte_mbuf>, which has the layout of *mut rte_mbuf. The
+        // slice borrows the burst exclusively, so whatever is swapped in or out through it,
+        // each slot still holds exactly one owned mbuf when the borrow ends.
+        unsafe { std::slice::from_raw_parts_mut(self.ptrs.as_mut_ptr().cast::<Mbuf>(), self.len) }
+    }
+
+    /// The held mbufs, in place, read-only.
+    #[inline]
+    pub fn as_slice(&self) -> &[Mbuf] {
+        // SAFETY: as in `as_mut_slice`, shared.
+        unsafe { std::slice::from_raw_parts(self.ptrs.as_ptr().cast::<Mbuf>(), self.len) }
     }
 
     /// Takes all mbufs out, in order, leaving the burst empty.

@@ -1,8 +1,13 @@
 //! Pipeline cost per packet, no I/O: DR with rr on established flows (1k, 100k, 1M flows) and
 //! for new connections. `cargo bench -p rvs-perf`.
+//!
+//! `dr_established_burst` runs established flows (1k to 10M) through `process_burst` 32 frames
+//! at a time, as the worker loop does, with the frames in arrival order (a NIC ring) and the
+//! flows scattered; its time is per packet. Each table's memory per connection is printed.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam::queue::ArrayQueue;
@@ -79,6 +84,7 @@ fn established(c: &mut Criterion) {
             let v = w.process(&mut SliceFrame::new(f), 0, 0);
             assert!(matches!(v, Verdict::Tx(0)), "{v:?}");
         }
+        report_memory(&w, flows);
         let mut frames: Vec<[u8; 64]> = (0..flows).map(|i| frame(i, tcp_flag::ACK)).collect();
         // Visit flows in a scattered order so the table is not walked in memory order.
         let order: Vec<usize> = (0..flows as usize)
@@ -140,5 +146,124 @@ fn new_connections(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, established, new_connections);
+/// Prints the connection table's memory (and how much of the process is on huge pages).
+fn report_memory(w: &Worker, flows: u32) {
+    let t = w.conns();
+    let huge = std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    eprintln!(
+        "{flows} flows: table {:.1} MiB for {} slots = {:.1} B per connection; \
+         process AnonHugePages {huge} kB",
+        t.memory_bytes() as f64 / (1 << 20) as f64,
+        t.capacity(),
+        t.memory_bytes() as f64 / t.capacity() as f64,
+    );
+}
+
+fn established_burst(c: &mut Criterion) {
+    const BURST: usize = 32;
+    let mut g = c.benchmark_group("dr_established_burst");
+    g.throughput(Throughput::Elements(1));
+    for flows in [1_000u32, 100_000, 1_000_000, 10_000_000] {
+        let mut w = worker(flows as usize);
+        for i in 0..flows {
+            let v = w.process(&mut SliceFrame::new(&mut frame(i, tcp_flag::SYN)), 0, 0);
+            assert!(matches!(v, Verdict::Tx(0)), "{v:?}");
+        }
+        report_memory(&w, flows);
+        // Arrival order: flows scattered, frames one after the other (whole bursts).
+        let n = (flows as usize).next_multiple_of(BURST);
+        let mut frames: Vec<[u8; 64]> = (0..n)
+            .map(|k| {
+                let i = (k % flows as usize).wrapping_mul(2_654_435_761) % flows as usize;
+                frame(i as u32, tcp_flag::ACK)
+            })
+            .collect();
+        let mut verdicts = [Verdict::Consumed; BURST];
+        let mut at = 0usize;
+        let mut run = |w: &mut Worker, bursts: u64| {
+            let start = Instant::now();
+            for _ in 0..bursts {
+                let mut it = frames[at..at + BURST].iter_mut();
+                let mut bufs: [SliceFrame; BURST] = std::array::from_fn(|_| {
+                    let f = it.next().expect("a whole burst");
+                    // DR rewrote the destination MAC last time: address the director again.
+                    f[..6].copy_from_slice(&PORT_MAC.0);
+                    SliceFrame::new(f)
+                });
+                w.process_burst(&mut bufs, 0, 1, &mut verdicts);
+                at = if at + BURST == n { 0 } else { at + BURST };
+            }
+            start.elapsed()
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(flows), &flows, |b, _| {
+            // An iteration is a packet: whole bursts, scaled to the packets asked for.
+            b.iter_custom(|iters| {
+                let bursts = iters.div_ceil(BURST as u64);
+                run(&mut w, bursts).mul_f64(iters as f64 / (bursts * BURST as u64) as f64)
+            })
+        });
+        let before = w.counters;
+        run(&mut w, 100);
+        assert_eq!(w.counters.forwarded - before.forwarded, 100 * BURST as u64);
+        assert_eq!(w.counters.total_drops(), 0, "no drops: {:?}", w.counters);
+    }
+    g.finish();
+}
+
+/// As `new_connections`, through `process_burst` 32 SYNs at a time; time per connection.
+fn new_connections_burst(c: &mut Criterion) {
+    const BURST: usize = 32;
+    let mut g = c.benchmark_group("dr_new_connection_burst");
+    g.throughput(Throughput::Elements(1));
+    let n = 1usize << 20;
+    let mut w = worker(n);
+    let mut frames: Vec<[u8; 64]> = (0..n as u32).map(|i| frame(i, tcp_flag::SYN)).collect();
+    let mut verdicts = [Verdict::Consumed; BURST];
+    let (mut at, mut now) = (0usize, 0u32);
+    g.bench_function("syn", |b| {
+        b.iter_custom(|iters| {
+            let bursts = iters.div_ceil(BURST as u64);
+            let start = Instant::now();
+            for _ in 0..bursts {
+                let mut it = frames[at..at + BURST].iter_mut();
+                let mut bufs: [SliceFrame; BURST] = std::array::from_fn(|_| {
+                    let f = it.next().expect("a whole burst");
+                    f[..6].copy_from_slice(&PORT_MAC.0);
+                    SliceFrame::new(f)
+                });
+                w.process_burst(&mut bufs, 0, now, &mut verdicts);
+                at += BURST;
+                if at == n {
+                    // Every SYN_RECV flow of the last pass expires before the next one.
+                    at = 0;
+                    now += 61;
+                }
+            }
+            start
+                .elapsed()
+                .mul_f64(iters as f64 / (bursts * BURST as u64) as f64)
+        })
+    });
+    g.finish();
+    assert_eq!(w.counters.total_drops(), 0, "no drops: {:?}", w.counters);
+    assert_eq!(
+        w.counters.connections, w.counters.forwarded,
+        "every SYN a new connection"
+    );
+}
+
+criterion_group!(
+    benches,
+    established,
+    new_connections,
+    established_burst,
+    new_connections_burst
+);
 criterion_main!(benches);

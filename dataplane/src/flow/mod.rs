@@ -12,5 +12,7 @@ mod index;
 pub mod tcp;
 pub mod timer;
 
-pub use conn::{Conn, ConnTable, CreateError, Mode, NO_TEMPLATE};
-pub use index::{BUCKET_SLOTS, Dir, FlowIndex, FlowKey, MAX_KICKS, TableFull};
+pub use conn::{Conn, ConnHot, ConnTable, CreateError, Mode, NO_TEMPLATE};
+pub use index::{
+    BUCKET_SLOTS, Dir, FlowHash, FlowIndex, FlowKey, LOAD_PERCENT, MAX_KICKS, TableFull,
+};

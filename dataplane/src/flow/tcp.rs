@@ -140,6 +140,12 @@ impl State {
     pub fn is_active(self) -> bool {
         self == State::Established
     }
+
+    /// Every state's timeout ([`State::timeout`]), indexed by `State as usize`: a table the
+    /// packet path indexes instead of matching.
+    pub fn timeouts(t: &Timeouts) -> [u32; 12] {
+        Self::ALL.map(|s| s.timeout(t))
+    }
 }
 
 /// Which way a packet crosses the director, and so which of the kernel's three tables applies.
@@ -159,6 +165,7 @@ pub use crate::wire::tcp_flag as flags;
 /// The state after a TCP packet with header flags `flags` (byte 13) crosses the director in
 /// `dir` while the flow is in `state`: the kernel's `set_tcp_state` over the normal
 /// `tcp_states` table. [`State::Udp`] is not a TCP state and is returned unchanged.
+#[inline]
 pub fn transition(state: State, dir: Direction, flags: u8) -> State {
     if state == State::Udp {
         return State::Udp;

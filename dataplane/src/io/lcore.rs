@@ -188,11 +188,14 @@ impl WorkerLoop {
                 continue;
             }
             handled += n;
-            for m in burst.drain() {
-                let c = &mut self.worker.counters;
-                c.rx_packets += 1;
-                c.rx_bytes += m.len() as u64;
-                self.handle(m, p as u16, now);
+            let c = &mut self.worker.counters;
+            c.rx_packets += n as u64;
+            c.rx_bytes += burst.as_slice().iter().map(|m| m.len() as u64).sum::<u64>();
+            let mut verdicts = [Verdict::Consumed; BURST];
+            self.worker
+                .process_burst(burst.as_mut_slice(), p as u16, now, &mut verdicts);
+            for (m, v) in burst.drain().zip(verdicts) {
+                self.act(m, v);
             }
         }
         // Packets other workers handed over: this worker owns their connections.
@@ -236,7 +239,14 @@ impl WorkerLoop {
     /// Runs one packet through the pipeline and acts on the verdict.
     #[inline]
     fn handle(&mut self, mut m: Mbuf, port: u16, now: u32) {
-        match self.worker.process(&mut m, port, now) {
+        let v = self.worker.process(&mut m, port, now);
+        self.act(m, v);
+    }
+
+    /// Acts on a packet's verdict: queue it for transmission, hand it over, or free it.
+    #[inline]
+    fn act(&mut self, m: Mbuf, v: Verdict) {
+        match v {
             Verdict::Tx(out) => Self::queue_tx(
                 &mut self.tx_bufs,
                 &mut self.tx,

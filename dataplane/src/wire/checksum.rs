@@ -16,36 +16,39 @@ use std::net::Ipv4Addr;
 /// Ones'-complement sum of `data` taken as big-endian 16-bit words (a trailing odd byte is
 /// the high byte of a last word), folded to 16 bits and returned as a `u32` partial sum.
 ///
-/// Eight bytes are added at a time with an end-around carry; that is equivalent to adding
-/// 16-bit words because `2^16 ≡ 1 (mod 0xffff)`.
+/// Four bytes are added at a time into a 64-bit accumulator (no carry can be lost below 2³²
+/// words); that is equivalent to adding 16-bit words because `2^16 ≡ 1 (mod 0xffff)`. A
+/// 20-byte IPv4 header is five additions and two folds.
+#[inline]
 pub fn sum(data: &[u8]) -> u32 {
+    if let Ok(h) = <&[u8; 20]>::try_from(data) {
+        // An IPv4 header without options: five words, no loop.
+        let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+        return fold64(w(0) + w(4) + w(8) + w(12) + w(16)) as u32;
+    }
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
+    let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        let (s, carry) = acc.overflowing_add(w);
-        acc = s + u64::from(carry);
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
     }
-    let mut rest = chunks.remainder();
-    // Fold first so that adding the (at most 7) remaining bytes cannot overflow.
-    acc = fold64(acc);
-    while rest.len() >= 2 {
+    let rest = chunks.remainder();
+    if rest.len() >= 2 {
         acc += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
-        rest = &rest[2..];
     }
-    if let [last] = rest {
-        acc += u64::from(*last) << 8;
+    if rest.len() & 1 == 1 {
+        acc += u64::from(rest[rest.len() - 1]) << 8;
     }
     fold64(acc) as u32
 }
 
 /// Folds a 64-bit ones'-complement accumulator to 16 bits (as `u64`, `<= 0xffff`).
 #[inline]
-fn fold64(mut acc: u64) -> u64 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc
+fn fold64(acc: u64) -> u64 {
+    // < 2^33, < 2^18, < 2^16 + 4, <= 0xffff: four fixed steps, no loop.
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    (acc & 0xffff) + (acc >> 16)
 }
 
 /// Folds a partial sum to 16 bits with end-around carries. Not complemented.
@@ -165,6 +168,11 @@ mod tests {
     proptest! {
         #[test]
         fn fast_sum_matches_reference(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(sum(&data), reference_sum(&data));
+        }
+
+        #[test]
+        fn sum_of_an_ipv4_header_matches_reference(data in any::<[u8; 20]>()) {
             prop_assert_eq!(sum(&data), reference_sum(&data));
         }
 

@@ -24,39 +24,39 @@ impl MacAddr {
     }
 
     /// The six octets.
-    #[inline]
+    #[inline(always)]
     pub const fn octets(self) -> [u8; 6] {
         self.0
     }
 
     /// All ones.
-    #[inline]
+    #[inline(always)]
     pub const fn is_broadcast(self) -> bool {
         self.to_u64() == 0xffff_ffff_ffff
     }
 
     /// Group bit (least significant bit of the first octet) set; includes broadcast.
-    #[inline]
+    #[inline(always)]
     pub const fn is_multicast(self) -> bool {
         self.0[0] & 0x01 != 0
     }
 
     /// Not a group address.
-    #[inline]
+    #[inline(always)]
     pub const fn is_unicast(self) -> bool {
         !self.is_multicast()
     }
 
     /// The address in the low 48 bits of a `u64`, first octet most significant
     /// (`52:54:00:12:34:56` is `0x5254_0012_3456`).
-    #[inline]
+    #[inline(always)]
     pub const fn to_u64(self) -> u64 {
         let b = self.0;
         u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
     }
 
     /// Inverse of [`to_u64`](Self::to_u64); the high 16 bits of `v` are ignored.
-    #[inline]
+    #[inline(always)]
     pub const fn from_u64(v: u64) -> MacAddr {
         let b = v.to_be_bytes();
         MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
@@ -118,13 +118,13 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     pub const HEADER_LEN: usize = field::PAYLOAD;
 
     /// Wraps a buffer without checking it; accessors panic if it is shorter than 14 bytes.
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         EthernetFrame { buffer }
     }
 
     /// Wraps a buffer after [`check_len`](Self::check_len).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let frame = Self::new_unchecked(buffer);
         frame.check_len()?;
@@ -132,7 +132,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     /// `Err(Truncated)` if the buffer cannot hold the 14-byte header.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), WireError> {
         if self.buffer.as_ref().len() < field::PAYLOAD {
             Err(WireError::Truncated)
@@ -142,38 +142,38 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     /// Gives the buffer back.
-    #[inline]
+    #[inline(always)]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// Header length: always [`HEADER_LEN`](Self::HEADER_LEN).
-    #[inline]
+    #[inline(always)]
     pub const fn header_len(&self) -> usize {
         Self::HEADER_LEN
     }
 
     /// Destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst(&self) -> MacAddr {
         mac_at(self.buffer.as_ref(), field::DST.start)
     }
 
     /// Source address.
-    #[inline]
+    #[inline(always)]
     pub fn src(&self) -> MacAddr {
         mac_at(self.buffer.as_ref(), field::SRC.start)
     }
 
     /// EtherType (see [`ether_type`]).
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> u16 {
         let d = self.buffer.as_ref();
         u16::from_be_bytes([d[field::ETHERTYPE.start], d[field::ETHERTYPE.start + 1]])
     }
 
     /// Everything after the header, including any padding up to the 60-byte minimum.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         let d = self.buffer.as_ref();
         d.get(field::PAYLOAD..).unwrap_or(&[])
@@ -182,25 +182,25 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     /// Sets the destination address.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst(&mut self, mac: MacAddr) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&mac.0);
     }
 
     /// Sets the source address.
-    #[inline]
+    #[inline(always)]
     pub fn set_src(&mut self, mac: MacAddr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&mac.0);
     }
 
     /// Sets the EtherType.
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, value: u16) {
         self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&value.to_be_bytes());
     }
 
     /// Mutable payload (everything after the header).
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         self.buffer
             .as_mut()
@@ -211,7 +211,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 
 /// Reads a MAC address at `at` (indexing panics if out of bounds, as fixed fields do on an
 /// unchecked view).
-#[inline]
+#[inline(always)]
 pub(super) fn mac_at(d: &[u8], at: usize) -> MacAddr {
     MacAddr([d[at], d[at + 1], d[at + 2], d[at + 3], d[at + 4], d[at + 5]])
 }

@@ -56,13 +56,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// Wraps a buffer without checking it. Fixed fields panic if the buffer is shorter than
     /// 20 bytes; options and payload are clamped to the buffer.
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         Ipv4Packet { buffer }
     }
 
     /// Wraps a buffer after [`check_len`](Self::check_len).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -101,122 +101,122 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     /// Gives the buffer back.
-    #[inline]
+    #[inline(always)]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u16(&self, at: usize) -> u16 {
         let d = self.buffer.as_ref();
         u16::from_be_bytes([d[at], d[at + 1]])
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_addr(&self, at: usize) -> Ipv4Addr {
         let d = self.buffer.as_ref();
         Ipv4Addr::new(d[at], d[at + 1], d[at + 2], d[at + 3])
     }
 
     /// Version field (4 on a checked packet).
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// Header length in bytes (IHL * 4), options included.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> u8 {
         (self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
     /// The DSCP/ECN byte (formerly type of service).
-    #[inline]
+    #[inline(always)]
     pub fn dscp_ecn(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN]
     }
 
     /// Total length of header and payload in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> u16 {
         self.read_u16(field::LENGTH.start)
     }
 
     /// Identification.
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u16 {
         self.read_u16(field::IDENT.start)
     }
 
     /// Don't-fragment flag.
-    #[inline]
+    #[inline(always)]
     pub fn dont_frag(&self) -> bool {
         self.read_u16(field::FLG_OFF.start) & FLAG_DF != 0
     }
 
     /// More-fragments flag.
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         self.read_u16(field::FLG_OFF.start) & FLAG_MF != 0
     }
 
     /// Fragment offset in bytes (the 13-bit field times 8).
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> u16 {
         (self.read_u16(field::FLG_OFF.start) & OFFSET_MASK) * 8
     }
 
     /// True for any fragment, first or not: MF set or a non-zero offset.
-    #[inline]
+    #[inline(always)]
     pub fn is_fragment(&self) -> bool {
         self.read_u16(field::FLG_OFF.start) & (FLAG_MF | OFFSET_MASK) != 0
     }
 
     /// Time to live.
-    #[inline]
+    #[inline(always)]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
     /// Protocol of the payload (see [`ip_proto`]).
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
     /// Header checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM.start)
     }
 
     /// Source address.
-    #[inline]
+    #[inline(always)]
     pub fn src(&self) -> Ipv4Addr {
         self.read_addr(field::SRC.start)
     }
 
     /// Destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst(&self) -> Ipv4Addr {
         self.read_addr(field::DST.start)
     }
 
     /// Header bytes, clamped to the buffer.
-    #[inline]
+    #[inline(always)]
     fn header(&self) -> &[u8] {
         let d = self.buffer.as_ref();
         &d[..usize::from(self.header_len()).min(d.len())]
     }
 
     /// Options: bytes 20..header_len (empty for a 20-byte header).
-    #[inline]
+    #[inline(always)]
     pub fn options(&self) -> &[u8] {
         self.header().get(field::OPTIONS..).unwrap_or(&[])
     }
 
     /// Bytes header_len..total_len: the payload without any link-layer padding.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         let d = self.buffer.as_ref();
         let (start, end) = payload_range(d.len(), self.header_len(), self.total_len());
@@ -224,7 +224,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     /// True if the header checksum is correct.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         checksum::checksum(self.header()) == 0
     }
@@ -232,7 +232,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
 /// `header_len..total_len`, clamped so that `start <= end <= len` even on an unchecked view
 /// whose setters broke the invariants.
-#[inline]
+#[inline(always)]
 fn payload_range(len: usize, header_len: u8, total_len: u16) -> (usize, usize) {
     let start = usize::from(header_len).min(len);
     let end = usize::from(total_len).clamp(start, len);
@@ -240,56 +240,56 @@ fn payload_range(len: usize, header_len: u8, total_len: u16) -> (usize, usize) {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
-    #[inline]
+    #[inline(always)]
     fn write_u16(&mut self, at: usize, value: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&value.to_be_bytes());
     }
 
     /// Sets the version (the high nibble of byte 0).
-    #[inline]
+    #[inline(always)]
     pub fn set_version(&mut self, version: u8) {
         let b = &mut self.buffer.as_mut()[field::VER_IHL];
         *b = (*b & 0x0f) | (version << 4);
     }
 
     /// Sets the header length in bytes; it is stored divided by 4 (low two bits dropped).
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, len: u8) {
         let b = &mut self.buffer.as_mut()[field::VER_IHL];
         *b = (*b & 0xf0) | ((len / 4) & 0x0f);
     }
 
     /// Sets the DSCP/ECN byte.
-    #[inline]
+    #[inline(always)]
     pub fn set_dscp_ecn(&mut self, value: u8) {
         self.buffer.as_mut()[field::DSCP_ECN] = value;
     }
 
     /// Sets the total length.
-    #[inline]
+    #[inline(always)]
     pub fn set_total_len(&mut self, len: u16) {
         self.write_u16(field::LENGTH.start, len);
     }
 
     /// Sets the identification.
-    #[inline]
+    #[inline(always)]
     pub fn set_ident(&mut self, ident: u16) {
         self.write_u16(field::IDENT.start, ident);
     }
 
     /// Sets or clears don't-fragment.
-    #[inline]
+    #[inline(always)]
     pub fn set_dont_frag(&mut self, on: bool) {
         self.set_flag(FLAG_DF, on);
     }
 
     /// Sets or clears more-fragments.
-    #[inline]
+    #[inline(always)]
     pub fn set_more_frags(&mut self, on: bool) {
         self.set_flag(FLAG_MF, on);
     }
 
-    #[inline]
+    #[inline(always)]
     fn set_flag(&mut self, flag: u16, on: bool) {
         let raw = self.read_u16(field::FLG_OFF.start);
         let raw = if on { raw | flag } else { raw & !flag };
@@ -297,44 +297,44 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     /// Sets the fragment offset in bytes (stored divided by 8), keeping the flags.
-    #[inline]
+    #[inline(always)]
     pub fn set_frag_offset(&mut self, offset: u16) {
         let raw = self.read_u16(field::FLG_OFF.start);
         self.write_u16(field::FLG_OFF.start, (raw & !OFFSET_MASK) | (offset / 8));
     }
 
     /// Sets the time to live.
-    #[inline]
+    #[inline(always)]
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buffer.as_mut()[field::TTL] = ttl;
     }
 
     /// Sets the protocol.
-    #[inline]
+    #[inline(always)]
     pub fn set_protocol(&mut self, proto: u8) {
         self.buffer.as_mut()[field::PROTOCOL] = proto;
     }
 
     /// Sets the checksum field as is (see [`fill_checksum`](Self::fill_checksum)).
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(field::CHECKSUM.start, value);
     }
 
     /// Sets the source address.
-    #[inline]
+    #[inline(always)]
     pub fn set_src(&mut self, addr: Ipv4Addr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&addr.octets());
     }
 
     /// Sets the destination address.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst(&mut self, addr: Ipv4Addr) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&addr.octets());
     }
 
     /// Mutable options, clamped to the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn options_mut(&mut self) -> &mut [u8] {
         let header_len = usize::from(self.header_len());
         let d = self.buffer.as_mut();
@@ -343,7 +343,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     /// Mutable payload (header_len..total_len, clamped to the buffer).
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (header_len, total_len) = (self.header_len(), self.total_len());
         let d = self.buffer.as_mut();
@@ -352,7 +352,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     /// Computes the header checksum and stores it.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let sum = checksum::checksum(self.header());
@@ -409,7 +409,7 @@ impl Ipv4Repr {
     }
 
     /// Total length of the packet this header describes.
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> usize {
         Self::HEADER_LEN + usize::from(self.payload_len)
     }

@@ -57,13 +57,13 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// Wraps a buffer without checking it. Fixed fields panic if the buffer is shorter than
     /// 20 bytes; options and payload are clamped to the buffer.
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         TcpPacket { buffer }
     }
 
     /// Wraps a buffer after [`check_len`](Self::check_len).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -89,115 +89,115 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// Gives the buffer back.
-    #[inline]
+    #[inline(always)]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u16(&self, at: usize) -> u16 {
         let d = self.buffer.as_ref();
         u16::from_be_bytes([d[at], d[at + 1]])
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u32(&self, at: usize) -> u32 {
         let d = self.buffer.as_ref();
         u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
     }
 
     /// Source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         self.read_u16(field::SRC_PORT.start)
     }
 
     /// Destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         self.read_u16(field::DST_PORT.start)
     }
 
     /// Sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn seq(&self) -> u32 {
         self.read_u32(field::SEQ.start)
     }
 
     /// Acknowledgment number (meaningful when [`ack_flag`](Self::ack_flag) is set).
-    #[inline]
+    #[inline(always)]
     pub fn ack(&self) -> u32 {
         self.read_u32(field::ACK.start)
     }
 
     /// Header length in bytes (data offset * 4), options included.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> u8 {
         (self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
     }
 
     /// The eight flag bits (see [`tcp_flag`]).
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[field::FLAGS]
     }
 
     /// FIN set.
-    #[inline]
+    #[inline(always)]
     pub fn fin(&self) -> bool {
         self.flags() & tcp_flag::FIN != 0
     }
 
     /// SYN set.
-    #[inline]
+    #[inline(always)]
     pub fn syn(&self) -> bool {
         self.flags() & tcp_flag::SYN != 0
     }
 
     /// RST set.
-    #[inline]
+    #[inline(always)]
     pub fn rst(&self) -> bool {
         self.flags() & tcp_flag::RST != 0
     }
 
     /// PSH set.
-    #[inline]
+    #[inline(always)]
     pub fn psh(&self) -> bool {
         self.flags() & tcp_flag::PSH != 0
     }
 
     /// ACK set (named so as not to clash with the acknowledgment number, [`ack`](Self::ack)).
-    #[inline]
+    #[inline(always)]
     pub fn ack_flag(&self) -> bool {
         self.flags() & tcp_flag::ACK != 0
     }
 
     /// URG set.
-    #[inline]
+    #[inline(always)]
     pub fn urg(&self) -> bool {
         self.flags() & tcp_flag::URG != 0
     }
 
     /// Receive window (unscaled).
-    #[inline]
+    #[inline(always)]
     pub fn window(&self) -> u16 {
         self.read_u16(field::WINDOW.start)
     }
 
     /// Checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM.start)
     }
 
     /// Urgent pointer.
-    #[inline]
+    #[inline(always)]
     pub fn urgent(&self) -> u16 {
         self.read_u16(field::URGENT.start)
     }
 
     /// Options: bytes 20..header_len, clamped to the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn options(&self) -> &[u8] {
         let d = self.buffer.as_ref();
         let end = usize::from(self.header_len()).min(d.len());
@@ -205,7 +205,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// Bytes after the header, to the end of the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         let d = self.buffer.as_ref();
         let start = usize::from(self.header_len()).min(d.len());
@@ -213,7 +213,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// True if the checksum over the IPv4 pseudo-header and the whole buffer is correct.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let d = self.buffer.as_ref();
         checksum::fold(pseudo_header(src, dst, d.len()) + checksum::sum(d)) == 0xffff
@@ -223,79 +223,79 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 /// Pseudo-header partial sum for a segment of `len` bytes. A segment that came out of an IPv4
 /// packet is at most 65515 bytes; a longer buffer is not a TCP segment and gets a meaningless
 /// (but non-panicking) checksum.
-#[inline]
+#[inline(always)]
 fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> u32 {
     checksum::pseudo_header_v4(src, dst, ip_proto::TCP, len as u16)
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
-    #[inline]
+    #[inline(always)]
     fn write_u16(&mut self, at: usize, value: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&value.to_be_bytes());
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_u32(&mut self, at: usize, value: u32) {
         self.buffer.as_mut()[at..at + 4].copy_from_slice(&value.to_be_bytes());
     }
 
     /// Sets the source port.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, port: u16) {
         self.write_u16(field::SRC_PORT.start, port);
     }
 
     /// Sets the destination port.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, port: u16) {
         self.write_u16(field::DST_PORT.start, port);
     }
 
     /// Sets the sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn set_seq(&mut self, value: u32) {
         self.write_u32(field::SEQ.start, value);
     }
 
     /// Sets the acknowledgment number.
-    #[inline]
+    #[inline(always)]
     pub fn set_ack(&mut self, value: u32) {
         self.write_u32(field::ACK.start, value);
     }
 
     /// Sets the header length in bytes; stored divided by 4, keeping the reserved bits.
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, len: u8) {
         let b = &mut self.buffer.as_mut()[field::DATA_OFF];
         *b = (*b & 0x0f) | ((len / 4) << 4);
     }
 
     /// Sets all eight flag bits.
-    #[inline]
+    #[inline(always)]
     pub fn set_flags(&mut self, flags: u8) {
         self.buffer.as_mut()[field::FLAGS] = flags;
     }
 
     /// Sets the window.
-    #[inline]
+    #[inline(always)]
     pub fn set_window(&mut self, value: u16) {
         self.write_u16(field::WINDOW.start, value);
     }
 
     /// Sets the checksum field as is (see [`fill_checksum`](Self::fill_checksum)).
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(field::CHECKSUM.start, value);
     }
 
     /// Sets the urgent pointer.
-    #[inline]
+    #[inline(always)]
     pub fn set_urgent(&mut self, value: u16) {
         self.write_u16(field::URGENT.start, value);
     }
 
     /// Mutable options, clamped to the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn options_mut(&mut self) -> &mut [u8] {
         let header_len = usize::from(self.header_len());
         let d = self.buffer.as_mut();
@@ -304,7 +304,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     }
 
     /// Mutable payload.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let header_len = usize::from(self.header_len());
         let d = self.buffer.as_mut();
@@ -313,7 +313,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     }
 
     /// Computes the checksum over the IPv4 pseudo-header and the whole buffer and stores it.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
         let d = self.buffer.as_ref();

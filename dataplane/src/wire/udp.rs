@@ -33,13 +33,13 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
     /// Wraps a buffer without checking it. Header fields panic if the buffer is shorter than
     /// 8 bytes; the payload is clamped to the buffer.
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
     }
 
     /// Wraps a buffer after [`check_len`](Self::check_len).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -64,64 +64,64 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     /// Gives the buffer back.
-    #[inline]
+    #[inline(always)]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u16(&self, at: usize) -> u16 {
         let d = self.buffer.as_ref();
         u16::from_be_bytes([d[at], d[at + 1]])
     }
 
     /// Source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         self.read_u16(field::SRC_PORT.start)
     }
 
     /// Destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         self.read_u16(field::DST_PORT.start)
     }
 
     /// Length field: header plus payload in bytes.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::len_without_is_empty)] // a wire field, not a container length
     pub fn len(&self) -> u16 {
         self.read_u16(field::LENGTH.start)
     }
 
     /// Checksum field (0 = none).
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM.start)
     }
 
     /// The datagram (header and payload) as bounded by the length field and the buffer.
-    #[inline]
+    #[inline(always)]
     fn datagram(&self) -> &[u8] {
         let d = self.buffer.as_ref();
         &d[..usize::from(self.len()).min(d.len())]
     }
 
     /// Bytes 8..len: the payload without anything after the datagram.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         self.datagram().get(field::PAYLOAD..).unwrap_or(&[])
     }
 
     /// True if the checksum is absent (0) or correct over the IPv4 pseudo-header and the
     /// datagram.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         self.checksum() == 0 || self.compute_sum(src, dst) == 0xffff
     }
 
     /// Folded, uncomplemented sum of pseudo-header and datagram as it stands.
-    #[inline]
+    #[inline(always)]
     fn compute_sum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
         let pseudo = checksum::pseudo_header_v4(src, dst, ip_proto::UDP, self.len());
         checksum::fold(pseudo + checksum::sum(self.datagram()))
@@ -129,37 +129,37 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
-    #[inline]
+    #[inline(always)]
     fn write_u16(&mut self, at: usize, value: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&value.to_be_bytes());
     }
 
     /// Sets the source port.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, port: u16) {
         self.write_u16(field::SRC_PORT.start, port);
     }
 
     /// Sets the destination port.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, port: u16) {
         self.write_u16(field::DST_PORT.start, port);
     }
 
     /// Sets the length field.
-    #[inline]
+    #[inline(always)]
     pub fn set_len(&mut self, len: u16) {
         self.write_u16(field::LENGTH.start, len);
     }
 
     /// Sets the checksum field as is (0 = none; see [`fill_checksum`](Self::fill_checksum)).
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(field::CHECKSUM.start, value);
     }
 
     /// Mutable payload (8..len, clamped to the buffer).
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let len = usize::from(self.len());
         let d = self.buffer.as_mut();
@@ -169,7 +169,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
 
     /// Computes the checksum over the IPv4 pseudo-header and the datagram and stores it,
     /// writing a computed 0 as 0xffff.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
         let sum = !self.compute_sum(src, dst);
@@ -179,7 +179,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
 
 /// [`checksum::update16`] with UDP's rules: an absent checksum (0) stays absent and a
 /// result of 0 is written as 0xffff.
-#[inline]
+#[inline(always)]
 pub fn update_checksum16(csum: u16, old: u16, new: u16) -> u16 {
     if csum == 0 {
         return 0;
@@ -191,7 +191,7 @@ pub fn update_checksum16(csum: u16, old: u16, new: u16) -> u16 {
 }
 
 /// [`checksum::update32`] with UDP's rules (see [`update_checksum16`]).
-#[inline]
+#[inline(always)]
 pub fn update_checksum32(csum: u16, old: u32, new: u32) -> u16 {
     if csum == 0 {
         return 0;
