@@ -1,143 +1,213 @@
-//! Pipeline cost per packet, no I/O: DR with rr on established flows (1k, 100k, 1M flows) and
-//! for new connections. `cargo bench -p rvs-perf`.
+//! Pipeline cost per packet without I/O: `Worker::process` (parse, flow lookup, schedule on a
+//! SYN, rewrite for the mode) on in-memory frames, for each forwarding mode.
+//!
+//! - `{mode}_established/{flows}`: a request of an established flow (TCP ACK with data), the
+//!   flows visited in a scattered (stride) order, as the number of tracked flows grows;
+//! - `{mode}_new_connection/syn`: a SYN of a new connection (schedule + insert), the table
+//!   cycling through a million clients whose earlier connections have expired.
+//!
+//! Frames come from the generator's own templates (`rvs_perf::packet::Template`) and the
+//! director's profile from `rvs_perf::plan::Plan`, so the bench sees the traffic `rvs-pktgen`
+//! sends. Building a frame happens outside the timed part (criterion's batched setup).
+//!
+//! `RVS_BENCH_MODES` (default `dr,tun,nat,fnat`) and `RVS_BENCH_FLOWS` (default
+//! `1000,100000,1000000`; `10000000` works with ~4 GB of memory) choose what runs.
+//! `cargo bench -p rvs-perf --bench pipeline`.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam::queue::ArrayQueue;
 use rvs_config::Profile;
-use rvs_dataplane::pipeline::{SliceFrame, Verdict, Worker};
+use rvs_dataplane::pipeline::{PacketBuf, Verdict, Worker};
 use rvs_dataplane::snapshot::Snapshot;
-use rvs_dataplane::wire::{
-    EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket, ether_type, ip_proto, tcp_flag,
-};
+use rvs_dataplane::wire::{MacAddr, tcp_flag};
+use rvs_perf::packet::Template;
+use rvs_perf::plan::{Mode, Plan, ProfileOptions, Proto, StrideWalk, pow2_at_least};
 
-const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 100);
+/// A frame with headroom in front, so tunnel modes can prepend their outer header.
+struct Frame {
+    buf: [u8; 256],
+    start: usize,
+    len: usize,
+}
 
-fn worker(flows: usize) -> Worker {
-    let profile = Profile::parse(
-        "dataplane: { main_lcore: 0, workers: [1] }\n\
-         ports: [{ name: dp0, device: net_null0, addresses: [\"10.200.0.10/24\"] }]\n\
-         services:\n  - { vip: 10.200.0.100, port: 80, protocol: tcp, scheduler: rr, servers: [\
-         { address: 10.200.0.11 }, { address: 10.200.0.12 }, { address: 10.200.0.13 }] }\n",
-        "bench.yaml",
-    )
-    .expect("profile");
-    let snap = Snapshot::build(&profile, &[PORT_MAC]).expect("snapshot");
+const HEADROOM: usize = 128;
+
+impl Frame {
+    fn new() -> Frame {
+        Frame {
+            buf: [0; 256],
+            start: HEADROOM,
+            len: 0,
+        }
+    }
+
+    fn fill(&mut self, t: &Template, flow: u32) {
+        self.start = HEADROOM;
+        self.len = t.len();
+        t.write(&mut self.buf[HEADROOM..], flow, 0);
+    }
+}
+
+impl PacketBuf for Frame {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.start {
+            return false;
+        }
+        self.start -= n;
+        self.len += n;
+        true
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        if self.start + len > self.buf.len() {
+            return false;
+        }
+        self.len = len;
+        true
+    }
+}
+
+fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T> {
+    std::env::var(var)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+fn modes() -> Vec<Mode> {
+    std::env::var("RVS_BENCH_MODES")
+        .unwrap_or_else(|_| "dr,tun,nat,fnat".into())
+        .split(',')
+        .filter_map(|s| Mode::parse(s.trim()))
+        .filter(|m| *m != Mode::Testpmd)
+        .collect()
+}
+
+/// A worker of `plan`'s director with room for `capacity` connections, every real server's
+/// MAC known.
+fn worker(plan: &Plan, capacity: u32) -> Worker {
+    let yaml = plan.profile_yaml(&ProfileOptions {
+        socket: "/run/rvs-perf/bench.sock".into(),
+        zero_copy: false,
+        capacity,
+        mem_mb: 128,
+        main_lcore: 0,
+        worker_lcore: 1,
+        shm: "/dev/shm/rvs-perf-bench".into(),
+    });
+    let profile = Profile::parse(&yaml, "bench.yaml").expect("profile");
+    let snap = Snapshot::build(&profile, &[plan.director_mac]).expect("snapshot");
     for (i, _) in snap.neigh.slots().iter().enumerate() {
         snap.neigh.set(i, Some(MacAddr([2, 0, 0, 0, 1, i as u8])));
     }
     Worker::new(
         0,
         Arc::new(snap),
-        flows * 2,
+        capacity as usize,
         [1, 2],
         Arc::new(ArrayQueue::new(16)),
     )
 }
 
-/// A 64-byte TCP frame from client `i` (address and port derived from i).
-fn frame(i: u32, flags: u8) -> [u8; 64] {
-    let mut f = [0u8; 64];
-    let src = Ipv4Addr::from_bits(0x0b00_0000 + (i >> 14));
-    let sport = 1024 + (i & 0x3fff) as u16;
-    {
-        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
-        eth.set_dst(PORT_MAC);
-        eth.set_src(MacAddr([2, 0, 0, 0, 0, 2]));
-        eth.set_ethertype(ether_type::IPV4);
-    }
-    Ipv4Repr {
-        src,
-        dst: VIP,
-        protocol: ip_proto::TCP,
-        ttl: 64,
-        payload_len: 20,
-        ident: 0,
-        dont_frag: true,
-    }
-    .emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]))
-    .expect("ip");
-    let mut t = TcpPacket::new_unchecked(&mut f[34..54]);
-    t.set_src_port(sport);
-    t.set_dst_port(80);
-    t.set_header_len(20);
-    t.set_flags(flags);
-    t.fill_checksum(src, VIP);
-    f
-}
-
 fn established(c: &mut Criterion) {
-    let mut g = c.benchmark_group("dr_established");
-    g.throughput(Throughput::Elements(1));
-    for flows in [1_000u32, 100_000, 1_000_000] {
-        let mut w = worker(flows as usize);
-        let mut frames: Vec<[u8; 64]> = (0..flows).map(|i| frame(i, tcp_flag::SYN)).collect();
-        for f in frames.iter_mut() {
-            let v = w.process(&mut SliceFrame::new(f), 0, 0);
-            assert!(matches!(v, Verdict::Tx(0)), "{v:?}");
+    for mode in modes() {
+        let mut g = c.benchmark_group(format!("{mode}_established"));
+        g.throughput(Throughput::Elements(1));
+        for flows in list::<u32>("RVS_BENCH_FLOWS", "1000,100000,1000000") {
+            let plan = Plan::new(mode, Proto::Tcp, flows, 0, 4);
+            let mut w = worker(&plan, pow2_at_least(u64::from(flows)) as u32);
+            let syn = Template::request(&plan, tcp_flag::SYN);
+            let ack = Template::request(&plan, tcp_flag::ACK);
+            let data = Template::request(&plan, tcp_flag::PSH | tcp_flag::ACK);
+            let mut f = Frame::new();
+            for t in [&syn, &ack] {
+                for flow in 0..flows {
+                    f.fill(t, flow);
+                    let v = w.process(&mut f, 0, 0);
+                    assert!(matches!(v, Verdict::Tx(0)), "{mode} flow {flow}: {v:?}");
+                }
+            }
+            let mut walk = StrideWalk::new(flows);
+            g.bench_with_input(BenchmarkId::from_parameter(flows), &flows, |b, _| {
+                b.iter_batched_ref(
+                    || {
+                        let mut f = Frame::new();
+                        f.fill(&data, walk.next_flow());
+                        f
+                    },
+                    |f| w.process(f, 0, 1),
+                    BatchSize::SmallInput,
+                )
+            });
+            let before = w.counters;
+            for flow in 0..flows.min(1000) {
+                f.fill(&data, flow);
+                w.process(&mut f, 0, 1);
+            }
+            assert_eq!(
+                w.counters.forwarded - before.forwarded,
+                u64::from(flows.min(1000)),
+                "{mode}: every packet forwarded"
+            );
+            assert_eq!(
+                w.counters.total_drops(),
+                0,
+                "{mode}: no drops: {:?}",
+                w.counters
+            );
         }
-        let mut frames: Vec<[u8; 64]> = (0..flows).map(|i| frame(i, tcp_flag::ACK)).collect();
-        // Visit flows in a scattered order so the table is not walked in memory order.
-        let order: Vec<usize> = (0..flows as usize)
-            .map(|i| i.wrapping_mul(2_654_435_761) % flows as usize)
-            .collect();
-        let mut k = 0usize;
-        g.bench_with_input(BenchmarkId::from_parameter(flows), &flows, |b, _| {
-            b.iter(|| {
-                let idx = order[k];
-                k = if k + 1 == order.len() { 0 } else { k + 1 };
-                // DR rewrote the destination MAC last time: address the director again.
-                let f = &mut frames[idx];
-                f[..6].copy_from_slice(&PORT_MAC.0);
-                w.process(&mut SliceFrame::new(f), 0, 1)
-            })
-        });
-        let before = w.counters;
-        for f in frames.iter_mut().take(1000) {
-            f[..6].copy_from_slice(&PORT_MAC.0);
-            w.process(&mut SliceFrame::new(f), 0, 1);
-        }
-        assert_eq!(
-            w.counters.forwarded - before.forwarded,
-            1000,
-            "every packet forwarded"
-        );
-        assert_eq!(w.counters.total_drops(), 0, "no drops: {:?}", w.counters);
+        g.finish();
     }
-    g.finish();
 }
 
 fn new_connections(c: &mut Criterion) {
-    let mut g = c.benchmark_group("dr_new_connection");
-    g.throughput(Throughput::Elements(1));
-    let n = 1u32 << 20;
-    let mut w = worker(n as usize);
-    let mut frames: Vec<[u8; 64]> = (0..n).map(|i| frame(i, tcp_flag::SYN)).collect();
-    let mut k = 0usize;
-    let mut now = 0u32;
-    g.bench_function("syn", |b| {
-        b.iter(|| {
-            let f = &mut frames[k];
-            f[..6].copy_from_slice(&PORT_MAC.0);
-            let v = w.process(&mut SliceFrame::new(f), 0, now);
-            k += 1;
-            if k == frames.len() {
-                // Every SYN_RECV flow of the last pass expires before the next one.
-                k = 0;
-                now += 61;
-            }
-            v
-        })
-    });
-    g.finish();
-    assert_eq!(w.counters.total_drops(), 0, "no drops: {:?}", w.counters);
-    assert_eq!(
-        w.counters.connections, w.counters.forwarded,
-        "every SYN a new connection"
-    );
+    for mode in modes() {
+        let mut g = c.benchmark_group(format!("{mode}_new_connection"));
+        g.throughput(Throughput::Elements(1));
+        let n = 1u32 << 20;
+        // Every client of one pass gets a connection; they expire (SYN_RECV, 60 s) before the
+        // next pass reuses their tuples.
+        let plan = Plan::new(mode, Proto::Tcp, n, 0, 4);
+        let mut w = worker(&plan, 2 * n);
+        let syn = Template::request(&plan, tcp_flag::SYN);
+        let mut k = 0u32;
+        let mut now = 0u32;
+        g.bench_function("syn", |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut f = Frame::new();
+                    f.fill(&syn, k);
+                    k += 1;
+                    if k == n {
+                        k = 0;
+                        now += 61;
+                    }
+                    (f, now)
+                },
+                |(f, now)| w.process(f, 0, *now),
+                BatchSize::SmallInput,
+            )
+        });
+        g.finish();
+        assert_eq!(
+            w.counters.total_drops(),
+            0,
+            "{mode}: no drops: {:?}",
+            w.counters
+        );
+        assert_eq!(
+            w.counters.connections, w.counters.forwarded,
+            "{mode}: every SYN a new connection"
+        );
+    }
 }
 
 criterion_group!(benches, established, new_connections);
