@@ -8,7 +8,8 @@
 //!
 //! Frames come from the generator's own templates (`rvs_perf::packet::Template`) and the
 //! director's profile from `rvs_perf::plan::Plan`, so the bench sees the traffic `rvs-pktgen`
-//! sends. Building a frame happens outside the timed part (criterion's batched setup).
+//! sends; each iteration builds its frame in one reused buffer (`frame/build` shows that
+//! part alone, a few ns).
 //!
 //! `RVS_BENCH_MODES` (default `dr,tun,nat,fnat`) and `RVS_BENCH_FLOWS` (default
 //! `1000,100000,1000000`; `10000000` works with ~4 GB of memory) choose what runs.
@@ -16,7 +17,7 @@
 
 use std::sync::Arc;
 
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam::queue::ArrayQueue;
 use rvs_config::Profile;
 use rvs_dataplane::pipeline::{PacketBuf, Verdict, Worker};
@@ -137,15 +138,10 @@ fn established(c: &mut Criterion) {
             }
             let mut walk = StrideWalk::new(flows);
             g.bench_with_input(BenchmarkId::from_parameter(flows), &flows, |b, _| {
-                b.iter_batched_ref(
-                    || {
-                        let mut f = Frame::new();
-                        f.fill(&data, walk.next_flow());
-                        f
-                    },
-                    |f| w.process(f, 0, 1),
-                    BatchSize::SmallInput,
-                )
+                b.iter(|| {
+                    f.fill(&data, walk.next_flow());
+                    w.process(&mut f, 0, 1)
+                })
             });
             let before = w.counters;
             for flow in 0..flows.min(1000) {
@@ -180,21 +176,17 @@ fn new_connections(c: &mut Criterion) {
         let syn = Template::request(&plan, tcp_flag::SYN);
         let mut k = 0u32;
         let mut now = 0u32;
+        let mut f = Frame::new();
         g.bench_function("syn", |b| {
-            b.iter_batched_ref(
-                || {
-                    let mut f = Frame::new();
-                    f.fill(&syn, k);
-                    k += 1;
-                    if k == n {
-                        k = 0;
-                        now += 61;
-                    }
-                    (f, now)
-                },
-                |(f, now)| w.process(f, 0, *now),
-                BatchSize::SmallInput,
-            )
+            b.iter(|| {
+                f.fill(&syn, k);
+                k += 1;
+                if k == n {
+                    k = 0;
+                    now += 61;
+                }
+                w.process(&mut f, 0, now)
+            })
         });
         g.finish();
         assert_eq!(
@@ -210,5 +202,23 @@ fn new_connections(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, established, new_connections);
+/// What building a frame costs (included in the figures above, which build one per packet
+/// into the same buffer so it stays in L1 as a received frame would be in cache).
+fn frame_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("frame");
+    g.throughput(Throughput::Elements(1));
+    let plan = Plan::new(Mode::Dr, Proto::Tcp, 1_000_000, 0, 4);
+    let data = Template::request(&plan, tcp_flag::PSH | tcp_flag::ACK);
+    let mut walk = StrideWalk::new(plan.flows);
+    let mut f = Frame::new();
+    g.bench_function("build", |b| {
+        b.iter(|| {
+            f.fill(&data, walk.next_flow());
+            f.buf[HEADROOM + 30]
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, frame_build, established, new_connections);
 criterion_main!(benches);

@@ -47,6 +47,10 @@ pub struct GenOptions {
     pub cps_secs: f64,
     /// Connections in progress at most during the new-connection phase.
     pub cps_window: u64,
+    /// Requests in flight at most while opening flows and at full rate: below the memif
+    /// ring (1024), so what the director sends back always fits and the generator never
+    /// makes the director drop.
+    pub window: u64,
     /// How long to wait for the link and the director's ARP, seconds.
     pub ready_secs: f64,
     /// A file that will hold the director's pid (for its memory figures).
@@ -84,6 +88,8 @@ struct Counters {
     started: u64,
     /// Frames the generator answered (ARP, real-server replies, client follow-ups).
     answered: u64,
+    /// Trips that ended (a packet back at the end of its way, or wrong), for the window.
+    finished: u64,
     mismatches: [u64; Mismatch::COUNT],
 }
 
@@ -112,6 +118,8 @@ struct Engine<'a> {
     arp_seen: Vec<bool>,
     director_mac: Option<MacAddr>,
     last_rx: u64,
+    probe_back: bool,
+    window_max: u64,
     progress: Option<Progress>,
 }
 
@@ -198,7 +206,7 @@ impl<'a> Engine<'a> {
             tx,
             pool,
             checker: Checker::new(&plan),
-            expect: Expect::new(plan.total_flows(), plan.servers, plan.mode == Mode::Fnat),
+            expect: Expect::new(plan.known_flows(), plan.servers, plan.mode == Mode::Fnat),
             syn: Template::request(&plan, tcp_flag::SYN),
             ack: Template::request(&plan, tcp_flag::ACK),
             data: Template::request(&plan, data_flags),
@@ -215,6 +223,8 @@ impl<'a> Engine<'a> {
             arp_seen: vec![false; plan.servers],
             director_mac: None,
             last_rx: 0,
+            probe_back: false,
+            window_max: opts.window.max(BURST as u64),
             progress: opts.progress.then(|| Progress {
                 last: Instant::now(),
             }),
@@ -319,10 +329,7 @@ impl<'a> Engine<'a> {
             self.progress("link", 0.0);
             std::thread::sleep(Duration::from_millis(5));
         }
-        if self.plan.mode == Mode::Testpmd {
-            return Ok(());
-        }
-        while !self.arp_seen.iter().all(|&s| s) {
+        while self.plan.mode != Mode::Testpmd && !self.arp_seen.iter().all(|&s| s) {
             if Instant::now() > deadline {
                 return Err(GenError::NotReady(format!(
                     "the director did not ask for every real server's MAC within {:.0} s",
@@ -341,8 +348,32 @@ impl<'a> Engine<'a> {
                 self.plan.director_mac
             )));
         }
-        // The director learns the answers on its main lcore (1 ms turns).
-        self.drain(Duration::from_millis(20));
+        // Probe the whole path with one flow of its own until a packet comes back: the
+        // director learns the ARP answers on its main lcore a little later, testpmd may not
+        // forward yet.
+        let probe = self.plan.probe_flow();
+        let which = match self.plan.proto {
+            Proto::Tcp if self.plan.mode != Mode::Testpmd => Which::Syn,
+            _ => Which::Data,
+        };
+        let mut last_sent: Option<u64> = None;
+        while !self.probe_back {
+            if Instant::now() > deadline {
+                return Err(GenError::NotReady(format!(
+                    "no probe packet came back through the peer within {:.0} s",
+                    opts.ready_secs
+                )));
+            }
+            let now = dpdk::rdtsc();
+            if last_sent.is_none_or(|t| now - t > self.hz / 100) && self.pending.is_empty() {
+                self.send_new(1, which, now, &mut || Some(probe));
+                self.flush();
+                last_sent = Some(now);
+            }
+            self.poll(now);
+            self.progress("probe", 0.0);
+        }
+        self.drain(Duration::from_millis(200));
         Ok(())
     }
 
@@ -418,12 +449,14 @@ impl<'a> Engine<'a> {
             } => {
                 if !self.expect.server(flow, rs) {
                     self.c.mismatches[Mismatch::WrongServer as usize] += 1;
+                    self.c.finished += 1;
                     return self.discard(m);
                 }
                 if let Some((lip, lport)) = local
                     && !self.expect.local(flow, lip, lport)
                 {
                     self.c.mismatches[Mismatch::WrongLocal as usize] += 1;
+                    self.c.finished += 1;
                     return self.discard(m);
                 }
                 self.returned(now);
@@ -437,7 +470,10 @@ impl<'a> Engine<'a> {
                             self.c.answered += 1;
                             self.queue(m);
                         }
-                        None => self.discard(m),
+                        None => {
+                            self.c.finished += 1;
+                            self.discard(m)
+                        }
                     }
                 } else {
                     self.delivered(m, flow, flags, tsc, now);
@@ -449,6 +485,7 @@ impl<'a> Engine<'a> {
             }
             Seen::Bad(r) => {
                 self.c.mismatches[r as usize] += 1;
+                self.c.finished += 1;
                 self.discard(m);
             }
             Seen::Ignored => self.discard(m),
@@ -460,6 +497,10 @@ impl<'a> Engine<'a> {
     #[inline]
     fn delivered(&mut self, mut m: Mbuf, flow: u32, flags: u8, tsc: u64, now: u64) {
         let tcp = self.plan.proto == Proto::Tcp;
+        self.c.finished += 1;
+        if flow == self.plan.probe_flow() {
+            self.probe_back = true;
+        }
         if tcp && flags & tcp_flag::SYN != 0 {
             match self.phase {
                 Phase::Open => self.c.opened += 1,
@@ -537,16 +578,38 @@ impl<'a> Engine<'a> {
         made
     }
 
-    /// Polls until nothing has arrived for a while (at most `max`).
+    /// How many new requests the in-flight window allows now. A window that stays full while
+    /// nothing arrives for a second holds only lost packets: it is reopened (a shorter wait
+    /// would reopen it whenever the director's core is taken by another process for a while,
+    /// and the window that follows would overflow the ring back).
+    #[inline]
+    fn window_room(&mut self, now: u64) -> usize {
+        let busy = self.c.sent.saturating_sub(self.c.finished);
+        if busy >= self.window_max {
+            if now.saturating_sub(self.last_rx) > self.hz {
+                self.c.finished = self.c.sent;
+                return BURST;
+            }
+            return 0;
+        }
+        (self.window_max - busy).min(BURST as u64) as usize
+    }
+
+    /// Polls until every request sent in this phase has finished its trip and nothing more
+    /// arrives for 10 ms, or nothing at all arrives for 100 ms (the rest is lost), or `max`
+    /// passes.
     fn drain(&mut self, max: Duration) {
-        let quiet = self.ticks(0.01);
         let end = Instant::now() + max;
+        let (short, long) = (self.ticks(0.01), self.ticks(0.1));
         let mut since = dpdk::rdtsc();
         while Instant::now() < end {
             let now = dpdk::rdtsc();
             if self.poll(now) > 0 || !self.pending.is_empty() {
                 since = now;
-            } else if now - since > quiet {
+                continue;
+            }
+            let quiet = now - since;
+            if quiet > long || (quiet > short && self.c.finished >= self.c.sent) {
                 break;
             }
         }
@@ -577,10 +640,12 @@ impl<'a> Engine<'a> {
             let now = dpdk::rdtsc();
             self.poll(now);
             if !sent_all && self.pending.is_empty() {
-                if self.send_new(BURST, which, now, &mut next) == 0 && self.c.sent >= total {
-                    sent_all = true;
+                let room = self.window_room(now);
+                if room > 0 {
+                    self.send_new(room, which, now, &mut next);
+                    self.flush();
                 }
-                self.flush();
+                sent_all = self.c.sent >= total;
             }
             let back = done(&self.c);
             self.progress(label, back as f64 / total.max(1) as f64);
@@ -593,7 +658,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        self.drain(Duration::from_millis(100));
+        self.drain(Duration::from_secs(1));
     }
 
     /// Opens the plan's flows. Returns how many opened (errors say what fell short).
@@ -655,10 +720,15 @@ impl<'a> Engine<'a> {
             self.poll(now);
             if self.pending.is_empty() {
                 let room = match per_tick {
-                    None => BURST,
+                    None => self.window_room(now),
                     Some(pt) => {
                         let allowed = ((now - start) as f64 * pt) as u64;
-                        allowed.saturating_sub(self.c.sent).min(BURST as u64) as usize
+                        let due = allowed.saturating_sub(self.c.sent).min(BURST as u64) as usize;
+                        if due > 0 {
+                            due.min(self.window_room(now))
+                        } else {
+                            0
+                        }
                     }
                 };
                 if room > 0 {
@@ -672,7 +742,7 @@ impl<'a> Engine<'a> {
             self.progress(label, (now - start) as f64 / (end - start) as f64);
         }
         let counted = self.c.window;
-        self.drain(Duration::from_millis(200));
+        self.drain(Duration::from_secs(1));
         let expected = self.c.sent * u64::from(self.plan.mode.passes());
         let win = self.secs(end - self.window.0);
         let us = |q: f64| self.hist.value_at_quantile(q) as f64 * 1e6 / self.hz as f64;
@@ -707,6 +777,7 @@ impl<'a> Engine<'a> {
         let start = dpdk::rdtsc();
         let end = start + self.ticks(secs);
         let mut last_done = start;
+        let mut written_off = 0u64;
         let total = u64::from(last - first);
         loop {
             let now = dpdk::rdtsc();
@@ -718,7 +789,12 @@ impl<'a> Engine<'a> {
             if now >= end || self.c.completed >= total {
                 break;
             }
-            let busy = self.c.sent - self.c.completed;
+            let mut busy = self.c.sent - self.c.completed - written_off;
+            if busy >= window && now.saturating_sub(self.last_rx) > self.hz {
+                // A second of silence with the window full: those connections are lost.
+                written_off += busy;
+                busy = 0;
+            }
             if self.pending.is_empty() && busy < window && self.c.sent < total {
                 let room = (window - busy).min(BURST as u64) as usize;
                 self.send_new(room, Which::Syn, now, &mut next);
@@ -733,7 +809,7 @@ impl<'a> Engine<'a> {
             self.progress("new-conns", (now - start) as f64 / (end - start) as f64);
         }
         self.c.started = self.c.sent;
-        self.drain(Duration::from_millis(100));
+        self.drain(Duration::from_secs(1));
         let secs = self.secs(last_done.saturating_sub(start)).max(1e-9);
         Cps {
             started: self.c.started,

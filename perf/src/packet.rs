@@ -396,7 +396,7 @@ impl Checker {
                 if x.dst != p.rs(rs).to_bits() || x.dport != p.rport() {
                     return Seen::Bad(Mismatch::WrongTuple);
                 }
-                if x.stamp.flow >= p.total_flows() {
+                if x.stamp.flow >= p.known_flows() {
                     return Seen::Bad(Mismatch::UnknownFlow);
                 }
                 match p.lip_index(x.src) {
@@ -411,7 +411,7 @@ impl Checker {
     }
 
     fn unknown_or_wrong(&self, stamped: u32) -> Mismatch {
-        if stamped >= self.plan.total_flows() {
+        if stamped >= self.plan.known_flows() {
             Mismatch::UnknownFlow
         } else {
             Mismatch::WrongTuple

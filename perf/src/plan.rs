@@ -159,7 +159,7 @@ impl Plan {
     /// `servers` real servers (rr).
     pub fn new(mode: Mode, proto: Proto, flows: u32, fresh: u32, servers: usize) -> Plan {
         let servers = servers.clamp(1, MAX_SERVERS);
-        let total = u64::from(flows) + u64::from(fresh);
+        let total = u64::from(flows) + u64::from(fresh) + 1;
         let lips = if mode == Mode::Fnat {
             // Enough local ports for every flow at once, with one address to spare.
             let n = (total.div_ceil(u64::from(LPORTS_PER_LIP)) as usize + 1).min(MAX_LIPS);
@@ -186,9 +186,20 @@ impl Plan {
         }
     }
 
-    /// Every flow number the plan can produce (`flows + fresh`).
+    /// Flows plus fresh tuples (`flows + fresh`).
     pub fn total_flows(&self) -> u32 {
         self.flows.saturating_add(self.fresh)
+    }
+
+    /// The one flow the generator probes the path with before measuring (right after the
+    /// fresh tuples).
+    pub fn probe_flow(&self) -> u32 {
+        self.total_flows()
+    }
+
+    /// Every flow number the plan can produce: flows, fresh tuples and the probe.
+    pub fn known_flows(&self) -> u32 {
+        self.total_flows().saturating_add(1)
     }
 
     /// The real servers' port: NAT and FullNAT map 80 to 8080 (so the checker sees a port
@@ -251,7 +262,7 @@ impl Plan {
         let c = ip.checked_sub(CLIENT_BASE)?;
         let p = port.checked_sub(FIRST_CPORT)?;
         let flow = u64::from(c) * u64::from(PORTS_PER_CLIENT) + u64::from(p);
-        (flow < u64::from(self.total_flows())).then_some(flow as u32)
+        (flow < u64::from(self.known_flows())).then_some(flow as u32)
     }
 
     /// The addresses the generator answers ARP for (the real servers) with their MACs.
@@ -431,7 +442,9 @@ mod tests {
             assert!(port >= FIRST_CPORT);
             assert_eq!(p.flow_of(ip, port), Some(flow), "flow {flow}");
         }
-        let (ip, port) = Plan::client(p.total_flows());
+        let (ip, port) = Plan::client(p.probe_flow());
+        assert_eq!(p.flow_of(ip, port), Some(p.probe_flow()));
+        let (ip, port) = Plan::client(p.known_flows());
         assert_eq!(p.flow_of(ip, port), None);
         assert_eq!(p.flow_of(p.vip.to_bits(), 80), None);
     }

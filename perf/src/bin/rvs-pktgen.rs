@@ -55,8 +55,11 @@ struct Cli {
     #[arg(long, default_value_t = 2.0)]
     cps_duration: f64,
     /// Connections in progress at most in the new-connection phase.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 512)]
     cps_window: u64,
+    /// Requests in flight at most while opening flows and at full rate.
+    #[arg(long, default_value_t = 512)]
+    window: u64,
     /// Seconds to wait for the link and the director's ARP.
     #[arg(long, default_value_t = 120.0)]
     ready_timeout: f64,
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         warmup_secs: cli.warmup,
         cps_secs: cli.cps_duration,
         cps_window: cli.cps_window,
+        window: cli.window,
         ready_secs: cli.ready_timeout,
         pidfile: cli.pidfile,
         only_ready: cli.only_ready,
