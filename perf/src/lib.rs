@@ -11,6 +11,8 @@
 //! The pipeline benchmarks (`benches/pipeline.rs`, criterion) measure the dataplane's own cost
 //! per packet without I/O. `perf/README.md` says how to run everything and read the reports.
 
+#![deny(unsafe_code)]
+
 pub mod generator;
 pub mod packet;
 pub mod plan;
