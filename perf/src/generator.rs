@@ -712,10 +712,19 @@ impl<'a> Engine<'a> {
         let mut next = move || Some(walk.next_flow());
         let per_tick = rate.map(|r| r / self.hz as f64);
         let mut tx_window = 0u64;
+        let slice = self.hz / 10;
+        let (mut slice_start, mut slice_count, mut peak) = (self.window.0, 0u64, 0u64);
         loop {
             let now = dpdk::rdtsc();
             if now >= end {
                 break;
+            }
+            if now >= slice_start + slice {
+                if slice_start >= self.window.0 {
+                    peak = peak.max(self.c.window - slice_count);
+                }
+                slice_count = self.c.window;
+                slice_start = now;
             }
             self.poll(now);
             if self.pending.is_empty() {
@@ -753,6 +762,7 @@ impl<'a> Engine<'a> {
             returned: self.c.returned,
             mpps: counted as f64 / win / 1e6,
             tx_mpps: tx_window as f64 / win / 1e6,
+            peak_mpps: peak as f64 * self.hz as f64 / slice.max(1) as f64 / 1e6,
             drops: expected.saturating_sub(self.c.returned),
             p50_us: us(0.5),
             p99_us: us(0.99),

@@ -55,6 +55,10 @@ pub struct Blast {
     pub mpps: f64,
     /// Requests sent per second in the counted window, millions.
     pub tx_mpps: f64,
+    /// The best 100 ms of the counted window, Mpps: close to `mpps` on a quiet machine; on a
+    /// busy one, what the director does while it has its core.
+    #[serde(default)]
+    pub peak_mpps: f64,
     /// Packets that should have come back and did not (after a drain).
     pub drops: u64,
     /// Round-trip latency percentiles, microseconds (DR/TUN: generator → director → real

@@ -293,6 +293,7 @@ fn run_step(
     };
     let _ = std::fs::write(cfg.pidfile(), peer.id().to_string());
     let deadline = Instant::now() + timeout;
+    let mut last = ("starting".to_owned(), 0.0);
     let gen_status = loop {
         if let Ok(Some(s)) = pktgen.try_wait() {
             break Some(s);
@@ -310,10 +311,10 @@ fn run_step(
             stop(&mut pktgen, "TERM", Duration::from_secs(3));
             break None;
         }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok((phase, pct)) => progress.update(&phase, Some(pct)),
-            Err(_) => progress.update("running", None),
+        if let Ok(p) = rx.recv_timeout(Duration::from_millis(100)) {
+            last = p;
         }
+        progress.update(&last.0, Some(last.1));
     };
     stop(&mut peer, stop_sig, Duration::from_secs(20));
     let _ = reader.join();
@@ -486,8 +487,8 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
                 progress.finish(
                     true,
                     &format!(
-                        "{:.2} Mpps, p99 {:.0} µs (the link's limit)",
-                        sat.mpps, sat.p99_us
+                        "{:.2} Mpps (best 100 ms {:.2}), p99 {:.0} µs: the link's limit",
+                        sat.mpps, sat.peak_mpps, sat.p99_us
                     ),
                 );
                 testpmd_mpps = Some(sat.mpps);
@@ -569,8 +570,10 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
         };
         let r = report::row(&outcome, testpmd_mpps, tiny, &BTreeMap::new());
         let line = format!(
-            "{} Mpps{}, {} conn/s, p99 {} µs, {} B/flow, {} mismatches{}",
+            "{} Mpps{}{}, {} conn/s, p99 {} µs, {} B/flow, {} mismatches{}",
             r.mpps.map_or("–".into(), |m| format!("{m:.2}")),
+            r.mpps_peak
+                .map_or(String::new(), |m| format!(" (best 100 ms {m:.2})")),
             r.ratio.map_or(String::new(), |x| format!(
                 " ({:.0}% of testpmd)",
                 x * 100.0
@@ -620,6 +623,7 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
             p999_us: Some(t.p999_us),
             drops: Some(t.drops),
             tx_mpps: Some(t.tx_mpps),
+            mpps_peak: Some(t.peak_mpps),
             proto: cfg.proto.as_str().into(),
             ok: true,
             ..Row::default()
