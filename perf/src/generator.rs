@@ -373,7 +373,27 @@ impl<'a> Engine<'a> {
             self.poll(now);
             self.progress("probe", 0.0);
         }
-        self.drain(Duration::from_millis(200));
+        // Then cycle every buffer of both memif rings a few times with the probe flow, so
+        // that the director's memory read next already includes the pages the link uses (a
+        // memif client without zero-copy copies into ordinary shared pages it touches lazily).
+        self.begin(Phase::Ready);
+        let mut left = 4 * 1024u32;
+        let mut next = move || {
+            (left > 0).then(|| {
+                left -= 1;
+                probe
+            })
+        };
+        while self.c.sent < 4 * 1024 || !self.pending.is_empty() {
+            let now = dpdk::rdtsc();
+            self.poll(now);
+            if self.pending.is_empty() {
+                let room = self.window_room(now);
+                self.send_new(room, which, now, &mut next);
+                self.flush();
+            }
+        }
+        self.drain(Duration::from_secs(1));
         Ok(())
     }
 

@@ -46,7 +46,7 @@ struct Cli {
     #[arg(long, default_value_t = 1 << 20)]
     fresh: u32,
     /// memif zero-copy on the director's and testpmd's side (yes/no).
-    #[arg(long, default_value = "no")]
+    #[arg(long, default_value = "yes")]
     zero_copy: String,
     /// The generator's lcore.
     #[arg(long, default_value_t = 0)]
