@@ -117,6 +117,9 @@ pub struct Meta {
     pub options: BTreeMap<String, String>,
     /// testpmd baseline (Mpps) and its latency.
     pub testpmd: Option<crate::result::Blast>,
+    /// testpmd at half its rate.
+    #[serde(default)]
+    pub testpmd_half: Option<crate::result::Blast>,
     /// The idle director (minimal table) memory.
     pub idle_mem: Option<Mem>,
     /// Pipeline benchmark figures: name → ns per packet.
@@ -534,8 +537,19 @@ pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> S
         let _ = writeln!(
             s,
             "**Local limit** (`dpdk-testpmd` io-forward on the same link, same generator): \
-             {:.2} Mpps, latency p50/p99/p99.9 {:.1}/{:.1}/{:.1} µs at saturation.\n",
-            t.mpps, t.p50_us, t.p99_us, t.p999_us
+             {:.2} Mpps (best 100 ms {:.2}), latency p50/p99/p99.9 {:.1}/{:.1}/{:.1} µs at \
+             saturation{}.\n",
+            t.mpps,
+            t.peak_mpps,
+            t.p50_us,
+            t.p99_us,
+            t.p999_us,
+            meta.testpmd_half
+                .as_ref()
+                .map_or(String::new(), |h| format!(
+                    ", {:.1}/{:.1}/{:.1} µs at half that rate",
+                    h.p50_us, h.p99_us, h.p999_us
+                ))
         );
     }
     let _ = writeln!(

@@ -471,6 +471,7 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
 
     // 1. The link's own limit.
     let mut testpmd_mpps = None;
+    let mut testpmd_secs = 0.0;
     if cfg.testpmd {
         progress.start("testpmd");
         let args = common_gen_args(cfg, Mode::Testpmd, max_flows.min(1_000_000), 0);
@@ -493,6 +494,8 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
                 );
                 testpmd_mpps = Some(sat.mpps);
                 meta.testpmd = Some(sat);
+                meta.testpmd_half = step.result.as_ref().and_then(|r| r.half.clone());
+                testpmd_secs = step.secs;
             }
             _ => {
                 let why = step.errors.join("; ");
@@ -573,11 +576,9 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
             "{} Mpps{}{}, {} conn/s, p99 {} µs, {} B/flow, {} mismatches{}",
             r.mpps.map_or("–".into(), |m| format!("{m:.2}")),
             r.mpps_peak
-                .map_or(String::new(), |m| format!(" (best 100 ms {m:.2})")),
-            r.ratio.map_or(String::new(), |x| format!(
-                " ({:.0}% of testpmd)",
-                x * 100.0
-            )),
+                .map_or(String::new(), |m| format!(" (best 100 ms {m:.2}")),
+            r.ratio
+                .map_or(")".into(), |x| format!("; {:.0}% of testpmd)", x * 100.0)),
             r.cps.map_or("–".into(), |c| format!("{:.0}k", c / 1e3)),
             r.p99_us.map_or("–".into(), |p| format!("{p:.0}")),
             r.bytes_per_flow.map_or("–".into(), |b| format!("{b:.0}")),
@@ -624,8 +625,14 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
             drops: Some(t.drops),
             tx_mpps: Some(t.tx_mpps),
             mpps_peak: Some(t.peak_mpps),
+            mpps_50pct: meta.testpmd_half.as_ref().map(|h| h.mpps),
+            p50_us_50pct: meta.testpmd_half.as_ref().map(|h| h.p50_us),
+            p99_us_50pct: meta.testpmd_half.as_ref().map(|h| h.p99_us),
+            p999_us_50pct: meta.testpmd_half.as_ref().map(|h| h.p999_us),
+            drops_50pct: meta.testpmd_half.as_ref().map(|h| h.drops),
             proto: cfg.proto.as_str().into(),
             ok: true,
+            secs: testpmd_secs,
             ..Row::default()
         });
     }
