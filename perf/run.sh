@@ -22,13 +22,21 @@ if grep -qs 'rvs-compare' lab/Cargo.toml; then
 fi
 cargo bench -q -p rvs-perf --bench pipeline --no-run 2>/dev/null
 
+out=perf/out
+prev=
+for a in "$@"; do
+  case "$a" in --out=*) out=${a#--out=} ;; esac
+  [ "$prev" = --out ] && out=$a
+  prev=$a
+done
+
 rc=0
-target/release/rvs-perf-run --out perf/out --cargo "$(command -v cargo)" "$@" || rc=$?
+target/release/rvs-perf-run --out "$out" --cargo "$(command -v cargo)" "$@" || rc=$?
 
 if [ -x target/release/rvs-compare ] && [ "${RVS_PERF_NO_COMPARE:-0}" != 1 ]; then
-  echo "run.sh: namespace comparison (rvs-compare --out perf/out/lab.json)" >&2
-  if target/release/rvs-compare --out perf/out/lab.json; then
-    target/release/rvs-perf-run --report-only --out perf/out || rc=1
+  echo "run.sh: namespace comparison (rvs-compare --out $out/lab.json)" >&2
+  if target/release/rvs-compare --out "$out/lab.json"; then
+    target/release/rvs-perf-run --report-only --out "$out" || rc=1
   else
     echo "run.sh: rvs-compare failed" >&2
     rc=1

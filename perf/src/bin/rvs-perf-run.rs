@@ -13,7 +13,7 @@ use rvs_perf::runner::{self, RunConfig};
 
 /// RVS performance matrix runner.
 #[derive(Debug, Parser)]
-#[command(name = "rvs-perf-run", version)]
+#[command(name = "rvs-perf-run", version, args_override_self = true)]
 struct Cli {
     /// Every mode at 100k flows only, shorter phases.
     #[arg(long)]
