@@ -338,6 +338,7 @@ pub fn charts(rows: &[Row], meta: &Meta) -> Vec<(String, String)> {
         }
         seen
     };
+    let color = |mode: &str| modes.iter().position(|m| *m == mode);
     let series =
         |name: &str, pick: &dyn Fn(&Row) -> Option<f64>, dashed: bool, mode: &str| Series {
             name: name.to_owned(),
@@ -347,6 +348,7 @@ pub fn charts(rows: &[Row], meta: &Meta) -> Vec<(String, String)> {
                 .filter_map(|r| pick(r).map(|v| (f64::from(r.flows), v)))
                 .collect(),
             dashed,
+            color: color(mode),
         };
     let testpmd = meta.testpmd.as_ref().map(|t| t.mpps);
     let mut out = Vec::new();
@@ -372,8 +374,9 @@ pub fn charts(rows: &[Row], meta: &Meta) -> Vec<(String, String)> {
     let mut c = Chart {
         title: "Round-trip latency p99 (solid: saturation, dashed: 50% load)".into(),
         x_label: "concurrent flows".into(),
-        y_label: "p99 µs".into(),
+        y_label: "p99 µs (log)".into(),
         log_x: true,
+        log_y: true,
         ..Chart::default()
     };
     for m in &modes {
@@ -424,6 +427,7 @@ pub fn charts(rows: &[Row], meta: &Meta) -> Vec<(String, String)> {
             name: (*m).to_owned(),
             points: pts,
             dashed: false,
+            color: color(m),
         });
     }
     out.push(("pipeline.svg".to_owned(), c.render()));

@@ -13,6 +13,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Drawn dashed.
     pub dashed: bool,
+    /// Colour index (series of one mode share it); `None`: by position.
+    pub color: Option<usize>,
 }
 
 /// A horizontal reference line (e.g. the testpmd limit).
@@ -35,6 +37,8 @@ pub struct Chart {
     pub y_label: String,
     /// Logarithmic x axis (flow counts).
     pub log_x: bool,
+    /// Logarithmic y axis (latencies that span decades).
+    pub log_y: bool,
     /// Lines.
     pub series: Vec<Series>,
     /// Reference lines.
@@ -88,6 +92,10 @@ fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
         out.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
         t += step;
     }
+    // The last tick is the top of the axis: it must not be below the highest value.
+    if out.last().is_none_or(|&l| l < hi - step * 1e-9) {
+        out.push(t);
+    }
     out
 }
 
@@ -99,22 +107,29 @@ fn esc(s: &str) -> String {
 }
 
 impl Chart {
+    fn drawable(&self, (x, y): (f64, f64)) -> bool {
+        x.is_finite() && y.is_finite() && (!self.log_x || x > 0.0) && (!self.log_y || y > 0.0)
+    }
+
     /// The SVG document.
     pub fn render(&self) -> String {
         let pts = self
             .series
             .iter()
             .flat_map(|s| s.points.iter().copied())
-            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_x || *x > 0.0));
-        let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+            .filter(|&p| self.drawable(p));
+        let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut ymin, mut y1) = (f64::INFINITY, 0.0f64);
         for (x, y) in pts {
             x0 = x0.min(x);
             x1 = x1.max(x);
             y1 = y1.max(y);
+            ymin = ymin.min(y);
         }
         for h in &self.hlines {
-            if h.y.is_finite() {
+            if h.y.is_finite() && (!self.log_y || h.y > 0.0) {
                 y1 = y1.max(h.y);
+                ymin = ymin.min(h.y);
             }
         }
         if !x0.is_finite() {
@@ -129,8 +144,23 @@ impl Chart {
         } else if x1 <= x0 {
             x1 = x0 + 1.0;
         }
-        let yticks = nice_ticks(0.0, if y1 > 0.0 { y1 * 1.08 } else { 1.0 });
+        let yticks: Vec<f64> = if self.log_y {
+            let lo = if ymin.is_finite() && ymin > 0.0 {
+                ymin.log10().floor() as i32
+            } else {
+                0
+            };
+            let hi = if y1 > 0.0 {
+                y1.log10().ceil() as i32
+            } else {
+                lo + 1
+            };
+            (lo..=hi.max(lo + 1)).map(|e| 10f64.powi(e)).collect()
+        } else {
+            nice_ticks(0.0, if y1 > 0.0 { y1 * 1.08 } else { 1.0 })
+        };
         let ytop = *yticks.last().unwrap_or(&1.0);
+        let ybot = if self.log_y { yticks[0] } else { 0.0 };
         let pw = W - LEFT - RIGHT;
         let ph = H - TOP - BOTTOM;
         let fx = |x: f64| {
@@ -141,7 +171,14 @@ impl Chart {
             };
             LEFT + t * pw
         };
-        let fy = |y: f64| TOP + ph - (y / ytop).clamp(0.0, 1.05) * ph;
+        let fy = |y: f64| {
+            let t = if self.log_y {
+                (y.log10() - ybot.log10()) / (ytop.log10() - ybot.log10())
+            } else {
+                y / ytop
+            };
+            TOP + ph - t.clamp(0.0, 1.0) * ph
+        };
 
         let mut s = String::new();
         let _ = writeln!(
@@ -205,8 +242,8 @@ impl Chart {
         // Lines and legend.
         let mut legend_y = TOP + 10.0;
         let lx = LEFT + pw + 14.0;
-        for (i, h) in self.hlines.iter().enumerate() {
-            if !h.y.is_finite() {
+        for h in &self.hlines {
+            if !h.y.is_finite() || (self.log_y && h.y <= 0.0) {
                 continue;
             }
             let y = fy(h.y);
@@ -225,10 +262,9 @@ impl Chart {
                 esc(&h.name)
             );
             legend_y += 18.0;
-            let _ = i;
         }
         for (i, ser) in self.series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
+            let color = COLORS[ser.color.unwrap_or(i) % COLORS.len()];
             let dash = if ser.dashed {
                 r#" stroke-dasharray="6,4""#
             } else {
@@ -237,7 +273,7 @@ impl Chart {
             let pts: Vec<String> = ser
                 .points
                 .iter()
-                .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_x || *x > 0.0))
+                .filter(|&&p| self.drawable(p))
                 .map(|&(x, y)| format!("{:.1},{:.1}", fx(x), fy(y)))
                 .collect();
             if !pts.is_empty() {
@@ -276,16 +312,19 @@ mod tests {
             x_label: "flows".into(),
             y_label: "Mpps".into(),
             log_x: true,
+            log_y: false,
             series: vec![
                 Series {
                     name: "dr".into(),
                     points: vec![(1e3, 5.0), (1e5, 4.0), (1e6, 3.0), (1e7, 2.0)],
                     dashed: false,
+                    color: None,
                 },
                 Series {
                     name: "nat".into(),
                     points: vec![(1e5, 2.5)],
                     dashed: true,
+                    color: Some(0),
                 },
             ],
             hlines: vec![HLine {
@@ -330,11 +369,39 @@ mod tests {
             name: "one".into(),
             points: vec![(100.0, 0.0), (f64::NAN, 1.0)],
             dashed: false,
+            color: None,
         });
         c.log_x = false;
         let s = c.render();
         assert_eq!(s.matches("<circle").count(), 1);
         assert!(!s.contains("NaN"));
+    }
+
+    #[test]
+    fn the_axis_covers_the_highest_point() {
+        let mut c = chart();
+        c.series[0].points.push((2e7, 9.7));
+        let s = c.render();
+        // The top tick is at least the highest value (9.7 * 1.08 → 12).
+        assert!(s.contains(">12<"), "{s}");
+        let ticks = nice_ticks(0.0, 4.87);
+        assert!(*ticks.last().unwrap() >= 4.87, "{ticks:?}");
+    }
+
+    #[test]
+    fn log_y_spans_decades_and_skips_zero() {
+        let mut c = chart();
+        c.log_y = true;
+        c.series[0].points = vec![(1e3, 300.0), (1e5, 20_000.0), (1e6, 0.0)];
+        let s = c.render();
+        for t in ["100", "1k", "10k", "100k"] {
+            assert!(s.contains(&format!(">{t}<")), "y tick {t}");
+        }
+        assert_eq!(
+            s.matches("<circle").count(),
+            3,
+            "zero is not drawn on a log axis"
+        );
     }
 
     #[test]
