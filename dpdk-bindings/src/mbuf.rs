@@ -143,6 +143,26 @@ impl Mbuf {
         unsafe { sys::rvs_pktmbuf_trim(self.m(), n) == 0 }
     }
 
+    /// Sets the length of a single-segment mbuf to `len` bytes in Rust, without a C call (the
+    /// per-packet path of a generator); false (unchanged) if it has several segments or `len`
+    /// does not fit between the data start and the end of the buffer.
+    #[inline]
+    pub fn reset_len(&mut self, len: usize) -> bool {
+        let m = self.m();
+        // SAFETY: we own a valid mbuf; plain field reads through a raw pointer.
+        let buf_len = unsafe { ptr::addr_of!((*m).buf_len).read() as usize };
+        if self.segments() != 1 || self.headroom() + len > buf_len {
+            return false;
+        }
+        // SAFETY: single segment, and headroom + len stays inside the buffer, so data_len and
+        // pkt_len describe bytes the mbuf owns (their contents are the caller's to write).
+        unsafe {
+            ptr::addr_of_mut!((*m).data_len).write(len as u16);
+            ptr::addr_of_mut!((*m).pkt_len).write(len as u32);
+        }
+        true
+    }
+
     /// Sets the data length of a single-segment mbuf to `len` bytes (growing into the
     /// tailroom or shrinking); `false` if it does not fit.
     pub fn set_len(&mut self, len: usize) -> bool {

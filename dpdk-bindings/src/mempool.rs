@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
-use crate::mbuf::Mbuf;
+use crate::mbuf::{Mbuf, MbufBurst};
 use crate::sys;
 
 /// A pool of packet buffers. Freed when dropped; every mbuf taken from it must be returned
@@ -60,6 +60,25 @@ impl Mempool {
         let m = unsafe { sys::rvs_pktmbuf_alloc(self.as_ptr()) };
         // SAFETY: non-null means a freshly allocated mbuf nobody else owns.
         NonNull::new(m).map(|m| unsafe { Mbuf::from_raw(m) })
+    }
+
+    /// Fills `burst` up to `n` mbufs (reset, empty) in one call; false (burst unchanged) when
+    /// the pool cannot supply them all.
+    pub fn alloc_bulk<const N: usize>(&self, burst: &mut MbufBurst<N>, n: usize) -> bool {
+        let (p, room) = burst.spare_raw();
+        let n = n.min(room);
+        if n == 0 {
+            return true;
+        }
+        // SAFETY: the pool is valid; p has room for n pointers. On success (0) the n slots hold
+        // fresh mbufs the burst now owns; on failure nothing was taken.
+        let rc = unsafe { sys::rvs_pktmbuf_alloc_bulk(self.as_ptr(), p, n as u32) };
+        if rc != 0 {
+            return false;
+        }
+        // SAFETY: as above, n slots after len were filled with owned mbufs.
+        unsafe { burst.commit_filled(n) };
+        true
     }
 
     /// Buffers currently available in the pool (including lcore caches).

@@ -58,6 +58,32 @@ fn eal_mempool_ring_and_ring_port() {
     }
     assert_eq!(pool.available(), before, "dropped mbuf returns to the pool");
 
+    // Bulk allocation and the length set in Rust.
+    {
+        let mut b: MbufBurst = MbufBurst::new();
+        assert!(pool.alloc_bulk(&mut b, 20));
+        assert_eq!(b.len(), 20);
+        assert!(pool.alloc_bulk(&mut b, 100), "capped at the burst's room");
+        assert!(b.is_full());
+        assert_eq!(pool.available(), before - 32);
+        for mut m in b.drain() {
+            assert!(m.reset_len(64));
+            assert_eq!((m.len(), m.pkt_len()), (64, 64));
+            m.data_mut().copy_from_slice(&frame(3));
+            assert!(!m.reset_len(1 << 15), "beyond the buffer");
+            assert_eq!(m.len(), 64);
+            assert!(m.reset_len(60));
+            assert_eq!(m.data(), &frame(3)[..60]);
+        }
+        let mut huge: MbufBurst<2048> = MbufBurst::new();
+        assert!(
+            !pool.alloc_bulk(&mut huge, 2048),
+            "more than the pool holds"
+        );
+        assert!(huge.is_empty());
+    }
+    assert_eq!(pool.available(), before);
+
     // A ring port: frames enqueued on the rx ring come out of rx_burst; tx_burst lands them in
     // the tx ring unchanged.
     let rx_ring: Ring<Mbuf> = Ring::new("test_rx", 256, None).expect("ring");

@@ -1,0 +1,192 @@
+//! Pipeline cost per packet through `Worker::process_burst` (what the worker loop calls), no
+//! I/O: DR with rr. `cargo bench -p rvs-perf --bench burst`. The per-packet `process` figures
+//! for every mode are in `benches/pipeline.rs`.
+//!
+//! `dr_established_burst` runs established flows (1k to 10M) through `process_burst` 32 frames
+//! at a time, as the worker loop does, with the frames in arrival order (a NIC ring) and the
+//! flows scattered; its time is per packet. Each table's memory per connection is printed.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam::queue::ArrayQueue;
+use rvs_config::Profile;
+use rvs_dataplane::pipeline::{SliceFrame, Verdict, Worker};
+use rvs_dataplane::snapshot::Snapshot;
+use rvs_dataplane::wire::{
+    EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket, ether_type, ip_proto, tcp_flag,
+};
+
+const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 100);
+
+fn worker(flows: usize) -> Worker {
+    let profile = Profile::parse(
+        "dataplane: { main_lcore: 0, workers: [1] }\n\
+         ports: [{ name: dp0, device: net_null0, addresses: [\"10.200.0.10/24\"] }]\n\
+         services:\n  - { vip: 10.200.0.100, port: 80, protocol: tcp, scheduler: rr, servers: [\
+         { address: 10.200.0.11 }, { address: 10.200.0.12 }, { address: 10.200.0.13 }] }\n",
+        "bench.yaml",
+    )
+    .expect("profile");
+    let snap = Snapshot::build(&profile, &[PORT_MAC]).expect("snapshot");
+    for (i, _) in snap.neigh.slots().iter().enumerate() {
+        snap.neigh.set(i, Some(MacAddr([2, 0, 0, 0, 1, i as u8])));
+    }
+    Worker::new(
+        0,
+        Arc::new(snap),
+        flows * 2,
+        [1, 2],
+        Arc::new(ArrayQueue::new(16)),
+    )
+}
+
+/// A 64-byte TCP frame from client `i` (address and port derived from i).
+fn frame(i: u32, flags: u8) -> [u8; 64] {
+    let mut f = [0u8; 64];
+    let src = Ipv4Addr::from_bits(0x0b00_0000 + (i >> 14));
+    let sport = 1024 + (i & 0x3fff) as u16;
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        eth.set_dst(PORT_MAC);
+        eth.set_src(MacAddr([2, 0, 0, 0, 0, 2]));
+        eth.set_ethertype(ether_type::IPV4);
+    }
+    Ipv4Repr {
+        src,
+        dst: VIP,
+        protocol: ip_proto::TCP,
+        ttl: 64,
+        payload_len: 20,
+        ident: 0,
+        dont_frag: true,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]))
+    .expect("ip");
+    let mut t = TcpPacket::new_unchecked(&mut f[34..54]);
+    t.set_src_port(sport);
+    t.set_dst_port(80);
+    t.set_header_len(20);
+    t.set_flags(flags);
+    t.fill_checksum(src, VIP);
+    f
+}
+
+/// Prints the connection table's memory (and how much of the process is on huge pages).
+fn report_memory(w: &Worker, flows: u32) {
+    let t = w.conns();
+    let huge = std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    eprintln!(
+        "{flows} flows: table {:.1} MiB for {} slots = {:.1} B per connection; \
+         process AnonHugePages {huge} kB",
+        t.memory_bytes() as f64 / (1 << 20) as f64,
+        t.capacity(),
+        t.memory_bytes() as f64 / t.capacity() as f64,
+    );
+}
+
+fn established_burst(c: &mut Criterion) {
+    const BURST: usize = 32;
+    let mut g = c.benchmark_group("dr_established_burst");
+    g.throughput(Throughput::Elements(1));
+    for flows in [1_000u32, 100_000, 1_000_000, 10_000_000] {
+        let mut w = worker(flows as usize);
+        for i in 0..flows {
+            let v = w.process(&mut SliceFrame::new(&mut frame(i, tcp_flag::SYN)), 0, 0);
+            assert!(matches!(v, Verdict::Tx(0)), "{v:?}");
+        }
+        report_memory(&w, flows);
+        // Arrival order: flows scattered, frames one after the other (whole bursts).
+        let n = (flows as usize).next_multiple_of(BURST);
+        let mut frames: Vec<[u8; 64]> = (0..n)
+            .map(|k| {
+                let i = (k % flows as usize).wrapping_mul(2_654_435_761) % flows as usize;
+                frame(i as u32, tcp_flag::ACK)
+            })
+            .collect();
+        let mut verdicts = [Verdict::Consumed; BURST];
+        let mut at = 0usize;
+        let mut run = |w: &mut Worker, bursts: u64| {
+            let start = Instant::now();
+            for _ in 0..bursts {
+                let mut it = frames[at..at + BURST].iter_mut();
+                let mut bufs: [SliceFrame; BURST] = std::array::from_fn(|_| {
+                    let f = it.next().expect("a whole burst");
+                    // DR rewrote the destination MAC last time: address the director again.
+                    f[..6].copy_from_slice(&PORT_MAC.0);
+                    SliceFrame::new(f)
+                });
+                w.process_burst(&mut bufs, 0, 1, &mut verdicts);
+                at = if at + BURST == n { 0 } else { at + BURST };
+            }
+            start.elapsed()
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(flows), &flows, |b, _| {
+            // An iteration is a packet: whole bursts, scaled to the packets asked for.
+            b.iter_custom(|iters| {
+                let bursts = iters.div_ceil(BURST as u64);
+                run(&mut w, bursts).mul_f64(iters as f64 / (bursts * BURST as u64) as f64)
+            })
+        });
+        let before = w.counters;
+        run(&mut w, 100);
+        assert_eq!(w.counters.forwarded - before.forwarded, 100 * BURST as u64);
+        assert_eq!(w.counters.total_drops(), 0, "no drops: {:?}", w.counters);
+    }
+    g.finish();
+}
+
+/// As `new_connections`, through `process_burst` 32 SYNs at a time; time per connection.
+fn new_connections_burst(c: &mut Criterion) {
+    const BURST: usize = 32;
+    let mut g = c.benchmark_group("dr_new_connection_burst");
+    g.throughput(Throughput::Elements(1));
+    let n = 1usize << 20;
+    let mut w = worker(n);
+    let mut frames: Vec<[u8; 64]> = (0..n as u32).map(|i| frame(i, tcp_flag::SYN)).collect();
+    let mut verdicts = [Verdict::Consumed; BURST];
+    let (mut at, mut now) = (0usize, 0u32);
+    g.bench_function("syn", |b| {
+        b.iter_custom(|iters| {
+            let bursts = iters.div_ceil(BURST as u64);
+            let start = Instant::now();
+            for _ in 0..bursts {
+                let mut it = frames[at..at + BURST].iter_mut();
+                let mut bufs: [SliceFrame; BURST] = std::array::from_fn(|_| {
+                    let f = it.next().expect("a whole burst");
+                    f[..6].copy_from_slice(&PORT_MAC.0);
+                    SliceFrame::new(f)
+                });
+                w.process_burst(&mut bufs, 0, now, &mut verdicts);
+                at += BURST;
+                if at == n {
+                    // Every SYN_RECV flow of the last pass expires before the next one.
+                    at = 0;
+                    now += 61;
+                }
+            }
+            start
+                .elapsed()
+                .mul_f64(iters as f64 / (bursts * BURST as u64) as f64)
+        })
+    });
+    g.finish();
+    assert_eq!(w.counters.total_drops(), 0, "no drops: {:?}", w.counters);
+    assert_eq!(
+        w.counters.connections, w.counters.forwarded,
+        "every SYN a new connection"
+    );
+}
+
+criterion_group!(benches, established_burst, new_connections_burst);
+criterion_main!(benches);

@@ -1,0 +1,860 @@
+//! The run's outputs: `summary.json` (one object per scenario), `report.md` with its SVG
+//! charts, and the pieces they are made from (the director's exit counters, memory per flow,
+//! the pipeline benchmark figures, the namespace lab's table).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::result::{Mem, PktgenResult};
+use crate::svg::{Chart, HLine, Series, tick_label};
+
+/// One scenario in `summary.json`. The first twelve fields are the contract; the rest explain
+/// them. Figures that could not be measured are `null`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// `MODE-FLOWS`, e.g. `dr-100k`.
+    pub scenario: String,
+    /// `dr`, `tun`, `nat`, `fnat` (or `testpmd` for the baseline row).
+    pub mode: String,
+    /// Established flows.
+    pub flows: u32,
+    /// Established-flow packets per second the director forwarded right, millions.
+    pub mpps: Option<f64>,
+    /// The same link's limit: testpmd io-forward through the same generator, millions.
+    pub testpmd_mpps: Option<f64>,
+    /// `mpps / testpmd_mpps`.
+    pub ratio: Option<f64>,
+    /// New connections per second (the whole exchange came back).
+    pub cps: Option<f64>,
+    /// Round-trip latency at saturation, µs.
+    pub p50_us: Option<f64>,
+    /// 99th percentile at saturation, µs.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile at saturation, µs.
+    pub p999_us: Option<f64>,
+    /// Director memory per tracked flow (see README: table bytes per slot + bytes touched per
+    /// flow).
+    pub bytes_per_flow: Option<f64>,
+    /// Returned packets that were wrong (any phase).
+    pub mismatches: u64,
+
+    /// Whether the scenario ran to the end.
+    pub ok: bool,
+    /// What went wrong.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// Packets lost at saturation (sent, not back after a drain).
+    pub drops: Option<u64>,
+    /// Requests offered per second at saturation, millions.
+    pub tx_mpps: Option<f64>,
+    /// The best 100 ms at saturation, Mpps (see README: noisy machines).
+    pub mpps_peak: Option<f64>,
+    /// Rate of the half-rate phase, packets back per second, millions.
+    pub mpps_50pct: Option<f64>,
+    /// Latency at half the saturation rate, µs.
+    pub p50_us_50pct: Option<f64>,
+    /// 99th percentile at half rate, µs.
+    pub p99_us_50pct: Option<f64>,
+    /// 99.9th percentile at half rate, µs.
+    pub p999_us_50pct: Option<f64>,
+    /// Packets lost at half rate.
+    pub drops_50pct: Option<u64>,
+    /// Connections that completed in the new-connection phase.
+    pub cps_completed: Option<u64>,
+    /// Flows opened.
+    pub opened: Option<u64>,
+    /// Seconds to open them.
+    pub open_secs: Option<f64>,
+    /// The director's `flows_per_worker`.
+    pub capacity: Option<u32>,
+    /// Flows per real server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_server: Vec<u64>,
+    /// Round robin spread them evenly.
+    pub even: Option<bool>,
+    /// Mismatches by kind.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mismatch_kinds: BTreeMap<String, u64>,
+    /// Director memory: preallocated table bytes per slot of capacity.
+    pub table_bytes_per_slot: Option<f64>,
+    /// Director memory: bytes touched per flow while opening.
+    pub touched_bytes_per_flow: Option<f64>,
+    /// Director memory idle (booted with this capacity), bytes (RSS + hugetlb).
+    pub mem_idle_bytes: Option<u64>,
+    /// Director memory holding the flows, bytes.
+    pub mem_flows_bytes: Option<u64>,
+    /// Pipeline cost per established packet without I/O (criterion), ns.
+    pub pipeline_ns: Option<f64>,
+    /// Pipeline cost of a new connection's SYN (criterion), ns.
+    pub pipeline_syn_ns: Option<f64>,
+    /// The director's drop counters at exit, by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub director_drops: BTreeMap<String, u64>,
+    /// Wall time of the scenario, seconds.
+    pub secs: f64,
+}
+
+/// About the run as a whole (`run.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// When it started (UTC, RFC 3339).
+    pub started: String,
+    /// Seconds it took.
+    pub secs: f64,
+    /// `--quick` or full.
+    pub quick: bool,
+    /// CPU model and count.
+    pub machine: String,
+    /// DPDK version.
+    pub dpdk: String,
+    /// Git commit of the tree measured.
+    pub commit: String,
+    /// The options that shape the figures.
+    pub options: BTreeMap<String, String>,
+    /// testpmd baseline (Mpps) and its latency.
+    pub testpmd: Option<crate::result::Blast>,
+    /// testpmd at half its rate.
+    #[serde(default)]
+    pub testpmd_half: Option<crate::result::Blast>,
+    /// The idle director (minimal table) memory.
+    pub idle_mem: Option<Mem>,
+    /// Pipeline benchmark figures: name → ns per packet.
+    #[serde(default)]
+    pub pipeline: BTreeMap<String, f64>,
+    /// Steps that failed.
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+/// Short flow-count label: 1k, 100k, 1M, 10M.
+pub fn flows_label(flows: u32) -> String {
+    tick_label(f64::from(flows))
+}
+
+/// The director's counters printed at exit (`rvs-dataplane`'s stdout), as far as the report
+/// needs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectorExit {
+    /// Drops by reason, summed over workers.
+    pub drops: BTreeMap<String, u64>,
+    /// Connections created.
+    pub connections: u64,
+    /// Packets forwarded.
+    pub forwarded: u64,
+}
+
+/// Reads `worker lcore N: … connections C, … drops D [reason=n …]` lines.
+pub fn parse_director_exit(text: &str) -> DirectorExit {
+    let mut out = DirectorExit::default();
+    for line in text.lines().filter(|l| l.starts_with("worker lcore")) {
+        let num_after = |key: &str| {
+            line.split(", ")
+                .find_map(|part| part.trim().strip_prefix(key)?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        out.connections += num_after("connections ");
+        out.forwarded += num_after("forwarded ");
+        if let Some(inner) = line.rsplit_once('[').and_then(|(_, r)| r.strip_suffix(']')) {
+            for kv in inner.split_whitespace() {
+                if let Some((k, v)) = kv.split_once('=')
+                    && let Ok(n) = v.parse::<u64>()
+                {
+                    *out.drops.entry(k.to_owned()).or_default() += n;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Director memory per tracked flow: what the flow table preallocates per slot (idle director
+/// with the scenario's capacity minus an idle director with the smallest table, over the
+/// capacity) plus what opening the flows touched (holding minus idle, over the flows).
+pub fn bytes_per_flow(
+    tiny: Option<Mem>,
+    idle: Option<Mem>,
+    holding: Option<Mem>,
+    capacity: u32,
+    flows: u64,
+) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let per_slot = match (tiny, idle) {
+        (Some(t), Some(i)) if capacity > 0 => {
+            Some((i.total_bytes() as f64 - t.total_bytes() as f64).max(0.0) / f64::from(capacity))
+        }
+        _ => None,
+    };
+    let touched = match (idle, holding) {
+        (Some(i), Some(h)) if flows > 0 => {
+            Some((h.total_bytes() as f64 - i.total_bytes() as f64).max(0.0) / flows as f64)
+        }
+        _ => None,
+    };
+    let total = match (per_slot, touched) {
+        (Some(a), Some(b)) => Some(a + b),
+        _ => None,
+    };
+    (total, per_slot, touched)
+}
+
+/// Everything one director scenario produced, for [`row`].
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioOutcome {
+    /// Mode name.
+    pub mode: String,
+    /// Protocol name.
+    pub proto: String,
+    /// Flows.
+    pub flows: u32,
+    /// The director's capacity.
+    pub capacity: u32,
+    /// The generator's result, if it produced one.
+    pub result: Option<PktgenResult>,
+    /// Errors from running it (process failures).
+    pub errors: Vec<String>,
+    /// The director's exit counters.
+    pub director: DirectorExit,
+    /// Wall time.
+    pub secs: f64,
+}
+
+/// Builds a summary row.
+pub fn row(
+    o: &ScenarioOutcome,
+    testpmd_mpps: Option<f64>,
+    tiny: Option<Mem>,
+    pipeline: &BTreeMap<String, f64>,
+) -> Row {
+    let mut r = Row {
+        scenario: format!("{}-{}", o.mode, flows_label(o.flows)),
+        mode: o.mode.clone(),
+        flows: o.flows,
+        proto: o.proto.clone(),
+        testpmd_mpps,
+        capacity: Some(o.capacity),
+        errors: o.errors.clone(),
+        director_drops: o.director.drops.clone(),
+        secs: o.secs,
+        pipeline_ns: pipeline
+            .get(&format!("{}_established/{}", o.mode, o.flows))
+            .copied(),
+        pipeline_syn_ns: pipeline
+            .get(&format!("{}_new_connection/syn", o.mode))
+            .copied(),
+        ..Row::default()
+    };
+    if let Some(res) = &o.result {
+        r.errors.extend(res.errors.iter().cloned());
+        if let Some(s) = &res.sat {
+            r.mpps = Some(s.mpps);
+            r.tx_mpps = Some(s.tx_mpps);
+            r.mpps_peak = Some(s.peak_mpps);
+            r.drops = Some(s.drops);
+            if s.samples > 0 {
+                r.p50_us = Some(s.p50_us);
+                r.p99_us = Some(s.p99_us);
+                r.p999_us = Some(s.p999_us);
+            }
+        }
+        if let Some(h) = &res.half {
+            r.mpps_50pct = Some(h.mpps);
+            r.drops_50pct = Some(h.drops);
+            if h.samples > 0 {
+                r.p50_us_50pct = Some(h.p50_us);
+                r.p99_us_50pct = Some(h.p99_us);
+                r.p999_us_50pct = Some(h.p999_us);
+            }
+        }
+        if let Some(c) = &res.cps {
+            r.cps = Some(c.cps);
+            r.cps_completed = Some(c.completed);
+        }
+        if o.mode != "testpmd" {
+            r.opened = Some(res.opened);
+            r.open_secs = Some(res.open_secs);
+            r.per_server = res.per_server.clone();
+            r.even = Some(res.even);
+        }
+        r.mismatches = res.mismatches;
+        r.mismatch_kinds = res.mismatch_kinds.clone();
+        r.mem_idle_bytes = res.mem_before.map(|m| m.total_bytes());
+        r.mem_flows_bytes = res.mem_after.map(|m| m.total_bytes());
+        let (total, slot, touched) = bytes_per_flow(
+            tiny,
+            res.mem_before,
+            res.mem_after,
+            o.capacity,
+            u64::from(o.flows),
+        );
+        r.bytes_per_flow = total;
+        r.table_bytes_per_slot = slot;
+        r.touched_bytes_per_flow = touched;
+        if o.mode != "testpmd" && !res.even && res.per_server.iter().sum::<u64>() > 0 {
+            r.errors
+                .push(format!("rr spread is uneven: {:?}", res.per_server));
+        }
+    }
+    r.ratio = match (r.mpps, testpmd_mpps) {
+        (Some(m), Some(t)) if t > 0.0 => Some(m / t),
+        _ => None,
+    };
+    r.ok = o.result.is_some() && r.errors.is_empty();
+    r
+}
+
+fn f(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+fn kilo(v: Option<f64>) -> String {
+    v.map_or("–".into(), |x| {
+        if x >= 1e6 {
+            format!("{:.2}M", x / 1e6)
+        } else if x >= 1e3 {
+            format!("{:.0}k", x / 1e3)
+        } else {
+            format!("{x:.0}")
+        }
+    })
+}
+
+/// The charts of a run: (file name, SVG).
+pub fn charts(rows: &[Row], meta: &Meta) -> Vec<(String, String)> {
+    let modes: Vec<&str> = {
+        let mut m: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.mode != "testpmd")
+            .map(|r| r.mode.as_str())
+            .collect();
+        m.dedup();
+        let mut seen = Vec::new();
+        for x in m {
+            if !seen.contains(&x) {
+                seen.push(x);
+            }
+        }
+        seen
+    };
+    let color = |mode: &str| modes.iter().position(|m| *m == mode);
+    let series =
+        |name: &str, pick: &dyn Fn(&Row) -> Option<f64>, dashed: bool, mode: &str| Series {
+            name: name.to_owned(),
+            points: rows
+                .iter()
+                .filter(|r| r.mode == mode)
+                .filter_map(|r| pick(r).map(|v| (f64::from(r.flows), v)))
+                .collect(),
+            dashed,
+            color: color(mode),
+        };
+    let testpmd = meta.testpmd.as_ref().map(|t| t.mpps);
+    let mut out = Vec::new();
+
+    let mut c = Chart {
+        title: "Established-flow throughput (one worker, 64-byte frames)".into(),
+        x_label: "concurrent flows".into(),
+        y_label: "Mpps forwarded".into(),
+        log_x: true,
+        ..Chart::default()
+    };
+    for m in &modes {
+        c.series.push(series(m, &|r| r.mpps, false, m));
+    }
+    if let Some(t) = testpmd {
+        c.hlines.push(HLine {
+            name: "testpmd io".into(),
+            y: t,
+        });
+    }
+    out.push(("throughput.svg".to_owned(), c.render()));
+
+    let mut c = Chart {
+        title: "Round-trip latency p99 (solid: saturation, dashed: 50% load)".into(),
+        x_label: "concurrent flows".into(),
+        y_label: "p99 µs (log)".into(),
+        log_x: true,
+        log_y: true,
+        ..Chart::default()
+    };
+    for m in &modes {
+        c.series.push(series(m, &|r| r.p99_us, false, m));
+        c.series
+            .push(series(&format!("{m} 50%"), &|r| r.p99_us_50pct, true, m));
+    }
+    if let Some(t) = &meta.testpmd {
+        c.hlines.push(HLine {
+            name: "testpmd p99".into(),
+            y: t.p99_us,
+        });
+    }
+    out.push(("latency.svg".to_owned(), c.render()));
+
+    let mut c = Chart {
+        title: "New connections per second".into(),
+        x_label: "concurrent flows already tracked".into(),
+        y_label: "connections/s".into(),
+        log_x: true,
+        ..Chart::default()
+    };
+    for m in &modes {
+        c.series.push(series(m, &|r| r.cps, false, m));
+    }
+    out.push(("cps.svg".to_owned(), c.render()));
+
+    let mut c = Chart {
+        title: "Pipeline cost per packet, no I/O (criterion)".into(),
+        x_label: "concurrent flows".into(),
+        y_label: "ns per packet".into(),
+        log_x: true,
+        ..Chart::default()
+    };
+    for m in &modes {
+        let pts: Vec<(f64, f64)> = meta
+            .pipeline
+            .iter()
+            .filter_map(|(k, v)| {
+                let (g, n) = k.split_once('/')?;
+                (g == format!("{m}_established")).then_some(())?;
+                Some((n.parse::<f64>().ok()?, *v))
+            })
+            .collect();
+        let mut pts = pts;
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        c.series.push(Series {
+            name: (*m).to_owned(),
+            points: pts,
+            dashed: false,
+            color: color(m),
+        });
+    }
+    out.push(("pipeline.svg".to_owned(), c.render()));
+    out
+}
+
+/// Renders a JSON document from another tool (the namespace lab) as Markdown tables: an
+/// array of flat objects becomes one table; an object's array members become one table each;
+/// other members a key/value list.
+pub fn json_tables(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    fn cell(v: &Value) -> String {
+        match v {
+            Value::Null => "–".into(),
+            Value::String(s) => s.replace('|', "\\|"),
+            Value::Number(n) => match n.as_f64() {
+                Some(x) if n.is_f64() => {
+                    if x.abs() >= 100.0 {
+                        format!("{x:.0}")
+                    } else {
+                        format!("{x:.3}")
+                    }
+                }
+                _ => n.to_string(),
+            },
+            other => other.to_string().replace('|', "\\|"),
+        }
+    }
+    fn table(rows: &[Value]) -> String {
+        let mut cols: Vec<String> = Vec::new();
+        for r in rows {
+            if let Value::Object(o) = r {
+                for k in o.keys() {
+                    if !cols.contains(k) {
+                        cols.push(k.clone());
+                    }
+                }
+            }
+        }
+        if cols.is_empty() {
+            return rows.iter().map(|r| format!("- {}\n", cell(r))).collect();
+        }
+        let mut s = format!("| {} |\n|{}\n", cols.join(" | "), "---|".repeat(cols.len()));
+        for r in rows {
+            let cells: Vec<String> = cols
+                .iter()
+                .map(|c| r.get(c).map_or("–".into(), cell))
+                .collect();
+            let _ = writeln!(s, "| {} |", cells.join(" | "));
+        }
+        s
+    }
+    match v {
+        Value::Array(rows) => table(rows),
+        Value::Object(o) => {
+            let mut s = String::new();
+            let mut scalars = String::new();
+            for (k, val) in o {
+                match val {
+                    Value::Array(rows) => {
+                        let _ = write!(s, "\n**{k}**\n\n{}", table(rows));
+                    }
+                    Value::Object(_) => {
+                        let _ = write!(s, "\n**{k}**\n\n{}", json_tables(val));
+                    }
+                    _ => {
+                        let _ = writeln!(scalars, "- {k}: {}", cell(val));
+                    }
+                }
+            }
+            scalars + &s
+        }
+        other => format!("{}\n", cell(other)),
+    }
+}
+
+/// The Markdown report.
+pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# RVS performance report\n");
+    let _ = writeln!(
+        s,
+        "Run {} ({}; {:.0} s) on {}, DPDK {}, commit `{}`.",
+        meta.started,
+        if meta.quick {
+            "quick: 100k flows"
+        } else {
+            "full matrix"
+        },
+        meta.secs,
+        meta.machine,
+        meta.dpdk,
+        meta.commit
+    );
+    if !meta.options.is_empty() {
+        let opts: Vec<String> = meta
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(s, "Options: {}.", opts.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "\nOne worker core for the director, one core for `rvs-pktgen`, joined by memif. \
+         Mpps counts the packets the director forwarded right per second (NAT and FullNAT: \
+         requests and replies). Latency is the round trip through the director measured by the \
+         generator (µs). How the figures are made and how to read them: `perf/README.md`.\n"
+    );
+    if let Some(t) = &meta.testpmd {
+        let _ = writeln!(
+            s,
+            "**Local limit** (`dpdk-testpmd` io-forward on the same link, same generator): \
+             {:.2} Mpps (best 100 ms {:.2}), latency p50/p99/p99.9 {:.1}/{:.1}/{:.1} µs at \
+             saturation{}.\n",
+            t.mpps,
+            t.peak_mpps,
+            t.p50_us,
+            t.p99_us,
+            t.p999_us,
+            meta.testpmd_half
+                .as_ref()
+                .map_or(String::new(), |h| format!(
+                    ", {:.1}/{:.1}/{:.1} µs at half that rate",
+                    h.p50_us, h.p99_us, h.p999_us
+                ))
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| scenario | Mpps | ratio to testpmd | conn/s | p50 µs | p99 µs | p99.9 µs | p50/p99 µs at 50% | drops | bytes/flow | pipeline ns | mismatches |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows.iter().filter(|r| r.mode != "testpmd") {
+        let _ = writeln!(
+            s,
+            "| {}{} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {} |",
+            r.scenario,
+            if r.ok { "" } else { " ⚠" },
+            f(r.mpps, 2),
+            r.ratio.map_or("–".into(), |x| format!("{:.0}%", x * 100.0)),
+            kilo(r.cps),
+            f(r.p50_us, 1),
+            f(r.p99_us, 1),
+            f(r.p999_us, 1),
+            f(r.p50_us_50pct, 1),
+            f(r.p99_us_50pct, 1),
+            r.drops.map_or("–".into(), |d| d.to_string()),
+            f(r.bytes_per_flow, 0),
+            f(r.pipeline_ns, 1),
+            r.mismatches
+        );
+    }
+    let _ = writeln!(s);
+    for (name, title) in [
+        ("throughput.svg", "Throughput"),
+        ("latency.svg", "Latency"),
+        ("cps.svg", "New connections"),
+        ("pipeline.svg", "Pipeline cost"),
+    ] {
+        let _ = writeln!(s, "![{title}]({name})\n");
+    }
+    if !meta.pipeline.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Pipeline cost without I/O\n\n`cargo bench -p rvs-perf --bench pipeline`: \
+             `Worker::process` on in-memory frames (parse, lookup, schedule, rewrite), ns per \
+             packet.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| benchmark | ns/packet | Mpps equivalent |\n|---|---:|---:|"
+        );
+        for (k, v) in &meta.pipeline {
+            let _ = writeln!(s, "| {k} | {v:.1} | {:.1} |", 1e3 / v);
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "## Per scenario details\n");
+    let _ = writeln!(
+        s,
+        "| scenario | opened | open s | tx Mpps | best 100 ms Mpps | Mpps at 50% | drops at 50% | conns done | table B/slot | touched B/flow | director drops | per server |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    for r in rows.iter().filter(|r| r.mode != "testpmd") {
+        let drops: Vec<String> = r
+            .director_drops
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.opened.map_or("–".into(), |x| x.to_string()),
+            f(r.open_secs, 1),
+            f(r.tx_mpps, 2),
+            f(r.mpps_peak, 2),
+            f(r.mpps_50pct, 2),
+            r.drops_50pct.map_or("–".into(), |x| x.to_string()),
+            r.cps_completed.map_or("–".into(), |x| x.to_string()),
+            f(r.table_bytes_per_slot, 0),
+            f(r.touched_bytes_per_flow, 0),
+            if drops.is_empty() {
+                "0".into()
+            } else {
+                drops.join(" ")
+            },
+            r.per_server
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        );
+    }
+    let problems: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.errors.iter().map(move |e| format!("{}: {e}", r.scenario)))
+        .chain(meta.failures.iter().cloned())
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(s, "\n## Problems\n");
+        for p in problems {
+            let _ = writeln!(s, "- {p}");
+        }
+    }
+    if let Some(lab) = lab {
+        let _ = writeln!(
+            s,
+            "\n## Namespace lab: RVS against nftables and HAProxy\n\nFrom `lab.json` (`rvs-compare`).\n"
+        );
+        s.push_str(&json_tables(lab));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::{Blast, Cps};
+
+    fn outcome(mode: &str, flows: u32, mpps: f64) -> ScenarioOutcome {
+        ScenarioOutcome {
+            mode: mode.into(),
+            proto: "tcp".into(),
+            flows,
+            capacity: 1 << 21,
+            result: Some(PktgenResult {
+                mode: mode.into(),
+                flows,
+                opened: u64::from(flows),
+                sat: Some(Blast {
+                    mpps,
+                    p50_us: 10.0,
+                    p99_us: 20.0,
+                    p999_us: 30.0,
+                    samples: 100,
+                    ..Blast::default()
+                }),
+                half: Some(Blast {
+                    mpps: mpps / 2.0,
+                    p99_us: 5.0,
+                    samples: 100,
+                    ..Blast::default()
+                }),
+                cps: Some(Cps {
+                    cps: 250_000.0,
+                    completed: 500_000,
+                    ..Cps::default()
+                }),
+                per_server: vec![10, 10],
+                even: true,
+                mem_before: Some(Mem {
+                    rss_kb: 1024 + 2048,
+                    hugetlb_kb: 0,
+                }),
+                mem_after: Some(Mem {
+                    rss_kb: 1024 + 2048 + 100,
+                    hugetlb_kb: 0,
+                }),
+                ..PktgenResult::default()
+            }),
+            ..ScenarioOutcome::default()
+        }
+    }
+
+    fn tiny() -> Option<Mem> {
+        Some(Mem {
+            rss_kb: 1024,
+            hugetlb_kb: 0,
+        })
+    }
+
+    #[test]
+    fn rows_carry_the_contract_fields() {
+        let mut pipe = BTreeMap::new();
+        pipe.insert("dr_established/100000".to_owned(), 42.0);
+        let r = row(&outcome("dr", 100_000, 4.0), Some(8.0), tiny(), &pipe);
+        assert_eq!(r.scenario, "dr-100k");
+        assert_eq!(r.ratio, Some(0.5));
+        assert_eq!(r.pipeline_ns, Some(42.0));
+        assert_eq!(r.cps, Some(250_000.0));
+        assert!(r.ok, "{:?}", r.errors);
+        // 2 MiB over 2^21 slots = 1 B/slot; 100 KiB over 100k flows = 1.024 B/flow.
+        assert_eq!(r.table_bytes_per_slot, Some(1.0));
+        assert!((r.bytes_per_flow.unwrap() - 2.024).abs() < 1e-9);
+        let v = serde_json::to_value(&r).unwrap();
+        for key in [
+            "scenario",
+            "mode",
+            "flows",
+            "mpps",
+            "testpmd_mpps",
+            "ratio",
+            "cps",
+            "p50_us",
+            "p99_us",
+            "p999_us",
+            "bytes_per_flow",
+            "mismatches",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing");
+        }
+        let back: Row = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_failed_scenario_has_nulls_and_is_not_ok() {
+        let o = ScenarioOutcome {
+            mode: "fnat".into(),
+            flows: 1000,
+            errors: vec!["director exited".into()],
+            ..ScenarioOutcome::default()
+        };
+        let r = row(&o, Some(8.0), tiny(), &BTreeMap::new());
+        assert!(!r.ok);
+        assert_eq!(r.mpps, None);
+        assert_eq!(r.ratio, None);
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v["mpps"].is_null());
+        assert!(markdown(&Meta::default(), &[r], None).contains("fnat-1k ⚠"));
+    }
+
+    #[test]
+    fn uneven_spread_is_an_error() {
+        let mut o = outcome("nat", 1000, 1.0);
+        if let Some(r) = &mut o.result {
+            r.per_server = vec![900, 100];
+            r.even = false;
+        }
+        let r = row(&o, None, None, &BTreeMap::new());
+        assert!(!r.ok);
+        assert!(r.errors[0].contains("uneven"));
+    }
+
+    #[test]
+    fn director_exit_lines_are_parsed() {
+        let text = "worker lcore 1: rx 10 pkts 640 bytes, tx 9 pkts, forwarded 9, connections 5, arp replies 0, drops 3 [tx_full=2 no_service=1]\n\
+                    port dp0: ipackets 0\n";
+        let d = parse_director_exit(text);
+        assert_eq!(d.connections, 5);
+        assert_eq!(d.forwarded, 9);
+        assert_eq!(d.drops.get("tx_full"), Some(&2));
+        assert_eq!(d.drops.get("no_service"), Some(&1));
+        let none = parse_director_exit("worker lcore 1: rx 1 pkts, drops 0 []\n");
+        assert!(none.drops.is_empty());
+    }
+
+    #[test]
+    fn memory_per_flow_needs_all_three_readings() {
+        let m = |kb| {
+            Some(Mem {
+                rss_kb: kb,
+                hugetlb_kb: 0,
+            })
+        };
+        assert_eq!(
+            bytes_per_flow(m(0), m(1), m(2), 1024, 1024),
+            (Some(2.0), Some(1.0), Some(1.0))
+        );
+        assert_eq!(
+            bytes_per_flow(None, m(1), m(2), 1024, 1024),
+            (None, None, Some(1.0))
+        );
+        assert_eq!(bytes_per_flow(m(0), m(1), None, 1024, 0).0, None);
+    }
+
+    #[test]
+    fn markdown_has_the_table_charts_and_lab() {
+        let pipe = BTreeMap::new();
+        let rows: Vec<Row> = [("dr", 1000), ("dr", 100_000), ("nat", 1000)]
+            .iter()
+            .map(|&(m, n)| row(&outcome(m, n, 3.0), Some(6.0), tiny(), &pipe))
+            .collect();
+        let meta = Meta {
+            testpmd: Some(Blast {
+                mpps: 6.0,
+                ..Blast::default()
+            }),
+            ..Meta::default()
+        };
+        let lab = serde_json::json!([{"tool": "rvs", "rps": 1000.5}, {"tool": "nft", "rps": 900}]);
+        let md = markdown(&meta, &rows, Some(&lab));
+        assert!(md.contains("| dr-1k | 3.00 | 50% | 250k |"), "{md}");
+        assert!(md.contains("![Throughput](throughput.svg)"));
+        assert!(md.contains("| rps | tool |"), "{md}");
+        assert!(md.contains("| 900 | nft |"));
+        let svgs = charts(&rows, &meta);
+        assert_eq!(svgs.len(), 4);
+        let tp = &svgs[0].1;
+        assert!(tp.contains(">dr<") && tp.contains(">nat<") && tp.contains("testpmd io"));
+    }
+
+    #[test]
+    fn lab_objects_render_as_tables_and_lists() {
+        let v =
+            serde_json::json!({"date": "x", "rows": [{"a": 1}], "nested": {"b": [ {"c": "d|e"} ]}});
+        let s = json_tables(&v);
+        assert!(s.contains("- date: x"));
+        assert!(s.contains("| a |"));
+        assert!(s.contains("d\\|e"));
+    }
+}
