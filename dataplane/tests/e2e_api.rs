@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A dataplane and a control process on one profile.
+#[derive(Debug)]
 pub struct Rig {
     dir: PathBuf,
     children: Vec<Child>,
