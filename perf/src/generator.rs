@@ -39,6 +39,9 @@ pub struct GenOptions {
     pub mem_mb: u32,
     /// Full-rate phase, seconds (the first `warmup` of them are not counted).
     pub sat_secs: f64,
+    /// Requests per second in the "full-rate" phase instead of as fast as the link takes them
+    /// (the half-rate phase then runs at half of what came back).
+    pub rate: Option<f64>,
     /// Half-rate phase, seconds.
     pub half_secs: f64,
     /// Not counted at the start of each timed phase, seconds.
@@ -284,14 +287,19 @@ impl<'a> Engine<'a> {
             r.mem_after = director();
         }
         if !opts.only_ready || self.plan.mode == Mode::Testpmd {
-            let sat = self.blast(None, opts.sat_secs, opts.warmup_secs);
+            let sat = self.blast("full-rate", opts.rate, opts.sat_secs, opts.warmup_secs);
             let half_rate = sat.mpps * 1e6 / f64::from(self.plan.mode.passes()) / 2.0;
             if sat.returned == 0 {
                 r.errors.push("nothing came back at full rate".into());
             }
             r.sat = Some(sat);
             if opts.half_secs > 0.0 && half_rate > 0.0 {
-                r.half = Some(self.blast(Some(half_rate), opts.half_secs, opts.warmup_secs));
+                r.half = Some(self.blast(
+                    "half-rate",
+                    Some(half_rate),
+                    opts.half_secs,
+                    opts.warmup_secs,
+                ));
             }
         }
         if self.plan.mode != Mode::Testpmd
@@ -716,12 +724,7 @@ impl<'a> Engine<'a> {
 
     /// Established-flow packets over the plan's flows in stride order for `secs`, at `rate`
     /// requests per second or as fast as the link takes them; counted after `warmup`.
-    fn blast(&mut self, rate: Option<f64>, secs: f64, warmup: f64) -> Blast {
-        let label = if rate.is_some() {
-            "half-rate"
-        } else {
-            "full-rate"
-        };
+    fn blast(&mut self, label: &str, rate: Option<f64>, secs: f64, warmup: f64) -> Blast {
         self.begin(Phase::Blast);
         self.hist.reset();
         let start = dpdk::rdtsc();

@@ -376,10 +376,15 @@ fn write_profile(cfg: &RunConfig, name: &str, plan: &Plan, capacity: u32) -> Pat
         mem_mb: 128,
         main_lcore: cfg.main_lcore,
         worker_lcore: cfg.worker_lcore,
-        shm: format!("/dev/shm/rvs-perf-{}", std::process::id()),
+        shm: shm_path(),
     });
     let _ = std::fs::write(&path, yaml);
     path
+}
+
+/// The directors' control-link file (each removes it at exit; the runner makes sure).
+fn shm_path() -> String {
+    format!("/dev/shm/rvs-perf-{}", std::process::id())
 }
 
 fn cmd_output(cmd: &str, args: &[&str]) -> String {
@@ -641,6 +646,8 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
     }
     meta.idle_mem = tiny;
     meta.secs = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(shm_path());
+    let _ = std::fs::remove_dir(&cfg.run_dir);
     (rows, meta, ok)
 }
 

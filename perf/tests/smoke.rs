@@ -34,7 +34,7 @@ fn every_mode_end_to_end_over_memif() {
         cps_duration: 0.5,
         warmup: 0.1,
         fresh: 4096,
-        zero_copy: false,
+        zero_copy: true,
         pktgen_lcore: 0,
         main_lcore: 0,
         worker_lcore: 1,

@@ -45,6 +45,9 @@ struct Cli {
     /// Full-rate phase, seconds.
     #[arg(long, default_value_t = 3.0)]
     duration: f64,
+    /// Requests per second in the full-rate phase (default: as fast as the link takes them).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Half-rate (latency) phase, seconds.
     #[arg(long, default_value_t = 2.0)]
     half_duration: f64,
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         lcore: cli.lcore,
         mem_mb: cli.mem,
         sat_secs: cli.duration,
+        rate: cli.rate.filter(|r| *r > 0.0),
         half_secs: cli.half_duration,
         warmup_secs: cli.warmup,
         cps_secs: cli.cps_duration,
