@@ -10,7 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(libdpdk-dev dpdk dpdk-dev clang libclang-dev linux-libc-dev pkg-config
-          iproute2 ethtool iputils-ping curl python3 python3-venv procps)
+          iproute2 ethtool iputils-ping curl python3 python3-venv procps
+          nginx haproxy wrk nftables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,6 +8,7 @@
 //! client, the director's DPDK port and real servers that hold the VIPs on `lo` with
 //! `arp_ignore=1` and `arp_announce=2`, each running an HTTP server that names itself.
 
+pub mod compare;
 mod dr;
 mod nat;
 mod netns;
