@@ -1,6 +1,15 @@
-//! Runs the pipeline on established DR flows in a tight loop, for profiling with `perf`:
-//! `cargo run --release -p rvs-perf --example hot -- FLOWS SECONDS [burst]`.
-
+//! The pipeline in a tight loop, for profiling (`perf record`, `valgrind --tool=callgrind`)
+//! and for timings on a busy machine: besides wall time it reports this thread's time on a
+//! CPU (from the scheduler), which other load on the machine barely changes.
+//!
+//! `cargo run --release -p rvs-perf --example hot -- FLOWS SECONDS [burst|syn]`
+//! * default: established DR flows through `Worker::process`, frames in arrival order, flows
+//!   scattered; `burst`: the same through `process_burst`, 32 at a time;
+//! * `syn`: new connections as the criterion bench makes them (FLOWS SYNs in turn, the clock
+//!   61 s later after each pass, so each SYN meets its expired predecessor).
+//!
+//! A negative SECONDS runs that many packets instead (deterministic, for callgrind: the
+//! instructions per packet are the difference between two counts over the difference).
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
