@@ -665,9 +665,63 @@ pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> S
             s,
             "\n## Namespace lab: RVS against nftables and HAProxy\n\nFrom `lab.json` (`rvs-compare`).\n"
         );
-        s.push_str(&json_tables(lab));
+        match lab_table(lab) {
+            Some(t) => s.push_str(&t),
+            None => s.push_str(&json_tables(lab)),
+        }
     }
     s
+}
+
+/// `rvs-compare`'s records side by side: one row per (load, director) with the figures that
+/// compare (every field stays in `lab.json`). `None` when `lab` is not such a list.
+fn lab_table(lab: &serde_json::Value) -> Option<String> {
+    let rows = lab.as_array()?;
+    if rows.is_empty() || !rows.iter().all(|r| r.get("director").is_some()) {
+        return None;
+    }
+    let cols = [
+        ("load", "load"),
+        ("director", "director"),
+        ("rps", "req/s"),
+        ("p50_ms", "p50 ms"),
+        ("p99_ms", "p99 ms"),
+        ("transfer_mb_s", "MB/s"),
+        ("errors", "errors"),
+        ("tcp_retransmits", "retransmits"),
+        ("link_drops", "link drops"),
+    ];
+    let mut ordered: Vec<&serde_json::Value> = rows.iter().collect();
+    ordered.sort_by_key(|r| {
+        r.get("load")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned()
+    });
+    let mut t = String::new();
+    let head: Vec<&str> = cols.iter().map(|c| c.1).collect();
+    let _ = writeln!(t, "| {} |", head.join(" | "));
+    let _ = writeln!(t, "|{}", "---|".repeat(cols.len()));
+    for r in ordered {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|(k, _)| match r.get(*k) {
+                Some(serde_json::Value::String(v)) => v.clone(),
+                Some(serde_json::Value::Number(n)) => match n.as_f64() {
+                    Some(f) if f.fract() != 0.0 => format!("{f:.2}"),
+                    _ => n.to_string(),
+                },
+                Some(v) if !v.is_null() => v.to_string(),
+                _ => "–".to_owned(),
+            })
+            .collect();
+        let _ = writeln!(t, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(
+        t,
+        "\nEvery measured field (CPU busy per core, director counters, setup) is in `lab.json`."
+    );
+    Some(t)
 }
 
 #[cfg(test)]
@@ -846,6 +900,29 @@ mod tests {
         assert_eq!(svgs.len(), 4);
         let tp = &svgs[0].1;
         assert!(tp.contains(">dr<") && tp.contains(">nat<") && tp.contains("testpmd io"));
+    }
+
+    #[test]
+    fn lab_records_render_side_by_side() {
+        let v = serde_json::json!([
+            {"director": "rvs", "load": "short", "rps": 4118.5, "p50_ms": 3.294, "errors": 0},
+            {"director": "nftables", "load": "long", "rps": 31693, "errors": 2}
+        ]);
+        let t = lab_table(&v).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| load | director | req/s | p50 ms | p99 ms | MB/s | errors | retransmits | link drops |"
+        );
+        assert_eq!(
+            lines[2],
+            "| long | nftables | 31693 | – | – | – | 2 | – | – |"
+        );
+        assert_eq!(
+            lines[3],
+            "| short | rvs | 4118.50 | 3.29 | – | – | 0 | – | – |"
+        );
+        assert!(lab_table(&serde_json::json!({"rows": []})).is_none());
     }
 
     #[test]
