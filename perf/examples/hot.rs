@@ -10,72 +10,11 @@
 //!
 //! A negative SECONDS runs that many packets instead (deterministic, for callgrind: the
 //! instructions per packet are the difference between two counts over the difference).
-use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam::queue::ArrayQueue;
-use rvs_config::Profile;
-use rvs_dataplane::pipeline::{SliceFrame, Verdict, Worker};
-use rvs_dataplane::snapshot::Snapshot;
-use rvs_dataplane::wire::{
-    EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket, ether_type, ip_proto, tcp_flag,
-};
-
-const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 100);
-
-fn worker(flows: usize) -> Worker {
-    let profile = Profile::parse(
-        "dataplane: { main_lcore: 0, workers: [1] }\n\
-         ports: [{ name: dp0, device: net_null0, addresses: [\"10.200.0.10/24\"] }]\n\
-         services:\n  - { vip: 10.200.0.100, port: 80, protocol: tcp, scheduler: rr, servers: [\
-         { address: 10.200.0.11 }, { address: 10.200.0.12 }, { address: 10.200.0.13 }] }\n",
-        "bench.yaml",
-    )
-    .expect("profile");
-    let snap = Snapshot::build(&profile, &[PORT_MAC]).expect("snapshot");
-    for (i, _) in snap.neigh.slots().iter().enumerate() {
-        snap.neigh.set(i, Some(MacAddr([2, 0, 0, 0, 1, i as u8])));
-    }
-    Worker::new(
-        0,
-        Arc::new(snap),
-        flows * 2,
-        [1, 2],
-        Arc::new(ArrayQueue::new(16)),
-    )
-}
-
-fn frame(i: u32, flags: u8) -> [u8; 64] {
-    let mut f = [0u8; 64];
-    let src = Ipv4Addr::from_bits(0x0b00_0000 + (i >> 14));
-    let sport = 1024 + (i & 0x3fff) as u16;
-    {
-        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
-        eth.set_dst(PORT_MAC);
-        eth.set_src(MacAddr([2, 0, 0, 0, 0, 2]));
-        eth.set_ethertype(ether_type::IPV4);
-    }
-    Ipv4Repr {
-        src,
-        dst: VIP,
-        protocol: ip_proto::TCP,
-        ttl: 64,
-        payload_len: 20,
-        ident: 0,
-        dont_frag: true,
-    }
-    .emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]))
-    .expect("ip");
-    let mut t = TcpPacket::new_unchecked(&mut f[34..54]);
-    t.set_src_port(sport);
-    t.set_dst_port(80);
-    t.set_header_len(20);
-    t.set_flags(flags);
-    t.fill_checksum(src, VIP);
-    f
-}
+use rvs_dataplane::pipeline::{SliceFrame, Verdict};
+use rvs_dataplane::wire::tcp_flag;
+use rvs_perf::fixture::{PORT_MAC, frame, worker};
 
 /// This thread's time on a CPU (ns), from the scheduler: robust to other load on the machine.
 fn cpu_ns() -> u64 {

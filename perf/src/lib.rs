@@ -13,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod fixture;
 pub mod generator;
 pub mod packet;
 pub mod plan;
