@@ -91,11 +91,7 @@ impl Running {
             message: e.to_string(),
             field: None,
         })?;
-        for (i, slot) in snap.neigh.slots().iter().enumerate() {
-            if let Some(j) = current.neigh.find(slot.ip, slot.port) {
-                snap.neigh.set(i, current.neigh.mac(j));
-            }
-        }
+        snap.neigh.inherit(&current.neigh);
         self.profile = next;
         self.generation = generation;
         Ok(Arc::new(snap))

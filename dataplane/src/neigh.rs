@@ -91,6 +91,18 @@ impl NeighTable {
     }
 }
 
+impl NeighTable {
+    /// Copies the MAC of every slot `prev` also has (same address and port): a new
+    /// configuration's table starts with what the old one resolved. Main lcore only.
+    pub fn inherit(&self, prev: &NeighTable) {
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(j) = prev.find(slot.ip, slot.port) {
+                self.set(i, prev.mac(j));
+            }
+        }
+    }
+}
+
 /// What a worker heard: `ip` is at `mac` on `port` (from an ARP request or reply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighEvent {
@@ -198,15 +210,12 @@ impl Resolver {
     /// address and port) keep their MAC and resolution state; new slots start incomplete and
     /// are asked at once. Slots only `prev` had are forgotten.
     pub fn carry_over(&self, prev: &NeighTable, next: &NeighTable, now_ms: u64) -> Resolver {
+        next.inherit(prev);
         let res = next
             .slots()
             .iter()
-            .enumerate()
-            .map(|(i, slot)| match prev.find(slot.ip, slot.port) {
-                Some(j) => {
-                    next.set(i, prev.mac(j));
-                    self.res[j]
-                }
+            .map(|slot| match prev.find(slot.ip, slot.port) {
+                Some(j) => self.res[j],
                 None => Resolution {
                     state: NeighState::Incomplete,
                     confirmed_ms: 0,
