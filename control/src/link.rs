@@ -108,14 +108,14 @@ impl ShmLink {
         }
     }
 
-    /// Attaches (again) when not attached or when the file was re-created. Returns the region
-    /// and whether this is a dataplane not seen before (a new `boot_id`).
-    fn ensure_attached(&self) -> Result<(Arc<Region>, bool), BackendError> {
+    /// Attaches (again) when not attached or when the file was re-created, and returns the
+    /// region. A dataplane not seen before (a new `boot_id`) raises `fresh` for the watcher.
+    fn ensure_attached(&self) -> Result<Arc<Region>, BackendError> {
         let mut a = self.inner.attached.lock();
         if let Some(at) = a.as_ref()
             && at.region.is_current()
         {
-            return Ok((Arc::clone(&at.region), false));
+            return Ok(Arc::clone(&at.region));
         }
         *a = None;
         let region = Region::attach(&self.inner.path).map_err(|e| {
@@ -145,7 +145,7 @@ impl ShmLink {
             replies,
             region: Arc::clone(&region),
         });
-        Ok((region, new))
+        Ok(region)
     }
 
     /// The attached region, if any (for tests and health).
@@ -241,7 +241,7 @@ impl ShmLink {
         loop {
             tick.tick().await;
             match self.ensure_attached() {
-                Ok((region, _)) => {
+                Ok(region) => {
                     region.set_control_heartbeat(epoch_ms());
                     if self.inner.fresh.swap(false, Ordering::SeqCst) {
                         on_new_dataplane(self.clone()).await;
