@@ -800,6 +800,13 @@ impl Worker {
     ) {
         assert!(verdicts.len() >= pkts.len(), "a verdict per packet");
         for (pkts, verdicts) in pkts.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
+            // The frames were written by another core (the NIC, a memif peer): start
+            // bringing all their headers in before parsing the first.
+            for pkt in pkts.iter() {
+                if let Some(b) = pkt.data().first() {
+                    mem::prefetch(b);
+                }
+            }
             let mut pre = [None; BURST];
             for (pre, pkt) in pre.iter_mut().zip(pkts.iter()) {
                 if let Some(l4) = self.parse_flow(pkt.data(), in_port) {

@@ -133,7 +133,8 @@ struct Progress {
 
 impl Progress {
     fn report(&mut self, phase: &str, done: f64) {
-        if self.last.elapsed() >= Duration::from_millis(200) {
+        // At most five lines a second, but the end of the run is always told.
+        if self.last.elapsed() >= Duration::from_millis(200) || phase == "finished" {
             self.last = Instant::now();
             let mut out = std::io::stdout().lock();
             let _ = writeln!(
@@ -192,11 +193,45 @@ fn run_with_eal(opts: &GenOptions) -> Result<PktgenResult, GenError> {
     let tx = port.tx_queue(0).expect("queue 0");
     let result = {
         let mut e = Engine::new(opts, rx, tx, &pool);
-        e.run_all(opts, &port)
+        let r = e.run_all(opts, &port);
+        // The director must leave the link before this side closes it: DPDK 22.11's memif
+        // client unmaps its rings from the interrupt thread when the server goes away, while
+        // its poll loop may be inside a burst on them (the director then faults).
+        e.progress("finished", 1.0);
+        wait_peer_gone(opts, Duration::from_secs(30));
+        r
     };
     drop(port);
     drop(pool);
     result
+}
+
+/// Waits (at most `limit`) until the process named by the pid file has exited; returns at
+/// once without a pid file.
+fn wait_peer_gone(opts: &GenOptions, limit: Duration) {
+    let Some(pid) = opts
+        .pidfile
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let end = Instant::now() + limit;
+    let stat = format!("/proc/{pid}/stat");
+    // A zombie (state Z) has exited too: its parent reaps it after this returns.
+    let alive = || {
+        std::fs::read_to_string(&stat)
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .is_some_and(|zombie| !zombie)
+    };
+    while alive() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 impl<'a> Engine<'a> {

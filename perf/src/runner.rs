@@ -294,11 +294,18 @@ fn run_step(
     let _ = std::fs::write(cfg.pidfile(), peer.id().to_string());
     let deadline = Instant::now() + timeout;
     let mut last = ("starting".to_owned(), 0.0);
+    let mut peer_stopped = false;
     let gen_status = loop {
         if let Ok(Some(s)) = pktgen.try_wait() {
             break Some(s);
         }
-        if let Ok(Some(s)) = peer.try_wait() {
+        // The generator has measured everything: the peer leaves the link first (the
+        // generator keeps its end open until then; see `generator::wait_peer_gone`).
+        if last.0 == "finished" && !peer_stopped {
+            stop(&mut peer, stop_sig, Duration::from_secs(20));
+            peer_stopped = true;
+        }
+        if !peer_stopped && let Ok(Some(s)) = peer.try_wait() {
             errors.push(format!(
                 "the peer exited early ({s}): {}",
                 tail(&peer_err_path, 6)

@@ -44,23 +44,24 @@ pub struct FlowKey {
     pub dport: u16,
 }
 
-/// splitmix64's finalizer: every input bit affects every output bit (a plain multiply leaves
-/// the low output bits blind to the high input bits, where the ports are).
+/// The folded multiply (foldhash's and ahash's core): the 128-bit product's halves XORed, so
+/// every input bit reaches the middle of the output and the low bits see the high ones.
 #[inline(always)]
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+fn fold(x: u64, y: u64) -> u64 {
+    let p = u128::from(x) * u128::from(y);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 impl FlowKey {
-    /// The key's hash under `seed` (random per worker, so clients cannot aim at one bucket).
+    /// The key's hash under `seed` (random per worker, so clients cannot aim at one bucket):
+    /// the addresses and the ports, each XORed with half the seed, folded together, then
+    /// folded once more with a constant so that both halves of the result are mixed.
     #[inline(always)]
     pub fn hash(&self, seed: [u64; 2]) -> FlowHash {
         let a = (u64::from(self.saddr) << 32 | u64::from(self.daddr)) ^ seed[0];
         let b = (u64::from(self.sport) << 32 | u64::from(self.dport) << 16 | u64::from(self.proto))
             ^ seed[1];
-        FlowHash(mix(a ^ mix(b)))
+        FlowHash(fold(fold(a, b), 0x9e37_79b9_7f4a_7c15))
     }
 }
 
