@@ -20,7 +20,7 @@ cargo build --release -q -p rvs-dataplane -p rvs-perf --bins
 if grep -qs 'rvs-compare' lab/Cargo.toml; then
   cargo build --release -q -p rvs-lab --bin rvs-compare
 fi
-cargo bench -q -p rvs-perf --bench pipeline --no-run 2>/dev/null
+cargo bench -q -p rvs-perf --bench pipeline --bench burst --no-run 2>/dev/null
 
 out=perf/out
 prev=

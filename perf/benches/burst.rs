@@ -5,6 +5,7 @@
 //! `dr_established_burst` runs established flows (1k to 10M) through `process_burst` 32 frames
 //! at a time, as the worker loop does, with the frames in arrival order (a NIC ring) and the
 //! flows scattered; its time is per packet. Each table's memory per connection is printed.
+//! `RVS_BENCH_FLOWS` narrows the flow counts (`rvs-perf-run` passes its own).
 
 use std::time::Instant;
 
@@ -37,7 +38,13 @@ fn established_burst(c: &mut Criterion) {
     const BURST: usize = 32;
     let mut g = c.benchmark_group("dr_established_burst");
     g.throughput(Throughput::Elements(1));
-    for flows in [1_000u32, 100_000, 1_000_000, 10_000_000] {
+    // `RVS_BENCH_FLOWS` (comma-separated) narrows the flow counts, as for `benches/pipeline.rs`.
+    let flows_list: Vec<u32> = std::env::var("RVS_BENCH_FLOWS")
+        .unwrap_or_else(|_| "1000,100000,1000000,10000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for flows in flows_list {
         let mut w = worker(flows as usize);
         for i in 0..flows {
             let v = w.process(&mut SliceFrame::new(&mut frame(i, tcp_flag::SYN)), 0, 0);

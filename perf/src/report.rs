@@ -120,6 +120,13 @@ pub struct Meta {
     /// testpmd at half its rate.
     #[serde(default)]
     pub testpmd_half: Option<crate::result::Blast>,
+    /// Every testpmd baseline run at saturation, in run order (`testpmd` is the one of median
+    /// rate).
+    #[serde(default)]
+    pub testpmd_runs: Vec<crate::result::Blast>,
+    /// Every testpmd baseline run at half rate (`testpmd_half` is the one of median p99).
+    #[serde(default)]
+    pub testpmd_half_runs: Vec<crate::result::Blast>,
     /// The idle director (minimal table) memory.
     pub idle_mem: Option<Mem>,
     /// Pipeline benchmark figures: name → ns per packet.
@@ -128,6 +135,174 @@ pub struct Meta {
     /// Steps that failed.
     #[serde(default)]
     pub failures: Vec<String>,
+    /// The figures before the speed work (`perf/before.json`), for the targets table.
+    #[serde(default)]
+    pub before: Option<Before>,
+    /// The engineers' account of the targets not reached (`perf/ANALYSIS.md`), quoted under
+    /// the targets table.
+    #[serde(default)]
+    pub analysis: Option<String>,
+}
+
+/// Figures measured before the speed work, kept in `perf/before.json` (what the targets
+/// table compares this run with).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Before {
+    /// The commit measured.
+    pub commit: String,
+    /// How and when (one sentence).
+    pub measured: String,
+    /// Established-flow pipeline cost at 1M flows, ns per packet.
+    #[serde(default)]
+    pub pipeline_established_1m_ns: Option<f64>,
+    /// New-connection pipeline cost, ns.
+    #[serde(default)]
+    pub pipeline_new_connection_ns: Option<f64>,
+    /// Memory per tracked flow, bytes.
+    #[serde(default)]
+    pub bytes_per_flow: Option<f64>,
+    /// Per mode at the flow count `flows`: Mpps over testpmd's.
+    #[serde(default)]
+    pub ratio: BTreeMap<String, f64>,
+    /// Per mode: p99 at half rate, µs.
+    #[serde(default)]
+    pub p99_us_50pct: BTreeMap<String, f64>,
+    /// testpmd's p99 at half rate in that run, µs.
+    #[serde(default)]
+    pub testpmd_p99_us_50pct: Option<f64>,
+    /// The flow count of `ratio` and `p99_us_50pct`.
+    #[serde(default)]
+    pub flows: Option<u32>,
+}
+
+/// The issue's speed targets against this run (and `meta.before`): Markdown.
+pub fn targets(meta: &Meta, rows: &[Row]) -> String {
+    let mut s = String::new();
+    let b = meta.before.clone().unwrap_or_default();
+    let f = |v: Option<f64>, d: usize| v.map_or("–".to_owned(), |v| format!("{v:.d$}"));
+    let _ = writeln!(
+        s,
+        "## Targets, before and after
+"
+    );
+    if meta.before.is_some() {
+        let _ = writeln!(
+            s,
+            "Before: commit `{}`, {}
+",
+            b.commit, b.measured
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| target | before | this run | reached | short by |\n|---|---:|---:|---|---:|"
+    );
+    let yes = |ok: bool| if ok { "yes" } else { "**no**" };
+    // Throughput and latency at the largest flow count measured up to 1M (the target's).
+    let directors: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.mode != "testpmd" && r.flows <= 1_000_000)
+        .collect();
+    let at = directors.iter().map(|r| r.flows).max();
+    if let Some(at) = at {
+        let label = flows_label(at);
+        for r in directors.iter().filter(|r| r.flows == at) {
+            if let Some(ratio) = r.ratio {
+                let _ = writeln!(
+                    s,
+                    "| {} Mpps ≥ 0.95 × testpmd's, {label} flows | {} | {:.2} | {} | {} |",
+                    r.mode,
+                    b.ratio
+                        .get(&r.mode)
+                        .map_or("–".into(), |x| format!("{x:.2}")),
+                    ratio,
+                    yes(ratio >= 0.95),
+                    if ratio >= 0.95 {
+                        "–".into()
+                    } else {
+                        format!("{:.2}", 0.95 - ratio)
+                    }
+                );
+            }
+        }
+        let tp = meta.testpmd_half.as_ref().map(|h| h.p99_us);
+        for r in directors.iter().filter(|r| r.flows == at) {
+            if let (Some(p), Some(t)) = (r.p99_us_50pct, tp) {
+                let before = match (b.p99_us_50pct.get(&r.mode), b.testpmd_p99_us_50pct) {
+                    (Some(x), Some(y)) => format!("{x:.0} (testpmd {y:.0})"),
+                    _ => "–".into(),
+                };
+                let over = p - t;
+                let _ = writeln!(
+                    s,
+                    "| {} p99 at 50 % ≤ testpmd's + 5 µs, {label} flows, µs | {before} | {p:.0} (testpmd {t:.0}) | {} | {} |",
+                    r.mode,
+                    yes(over <= 5.0),
+                    if over <= 5.0 {
+                        "–".into()
+                    } else {
+                        format!("{:.0} µs", over - 5.0)
+                    }
+                );
+            }
+        }
+    }
+    let pipe = |k: &str| meta.pipeline.get(k).copied();
+    if let Some(v) = pipe("dr_established_burst/1000000") {
+        let _ = writeln!(
+            s,
+            "| pipeline ≤ 40 ns per established packet, 1M flows (`process_burst`) | {} | {v:.1} | {} | {} |",
+            f(b.pipeline_established_1m_ns, 0),
+            yes(v <= 40.0),
+            if v <= 40.0 {
+                "–".into()
+            } else {
+                format!("{:.1} ns", v - 40.0)
+            }
+        );
+    }
+    let syn = ["dr", "tun", "nat", "fnat"]
+        .iter()
+        .filter_map(|m| Some((*m, pipe(&format!("{m}_new_connection/syn"))?)))
+        .chain(pipe("dr_new_connection_burst/syn").map(|v| ("dr burst", v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((m, v)) = syn {
+        let _ = writeln!(
+            s,
+            "| pipeline ≤ 150 ns per new connection (slowest: {m}) | {} | {v:.1} | {} | {} |",
+            f(b.pipeline_new_connection_ns, 0),
+            yes(v <= 150.0),
+            if v <= 150.0 {
+                "–".into()
+            } else {
+                format!("{:.1} ns", v - 150.0)
+            }
+        );
+    }
+    let mem = rows
+        .iter()
+        .filter(|r| r.mode != "testpmd" && r.flows >= 1_000_000)
+        .filter_map(|r| r.bytes_per_flow)
+        .max_by(f64::total_cmp);
+    if let Some(v) = mem {
+        let _ = writeln!(
+            s,
+            "| ≤ 64 B of memory per tracked flow (largest, ≥ 1M flows) | {} | {v:.1} | {} | {} |",
+            f(b.bytes_per_flow, 0),
+            yes(v <= 64.0),
+            if v <= 64.0 {
+                "–".into()
+            } else {
+                format!("{:.1} B", v - 64.0)
+            }
+        );
+    }
+    let _ = writeln!(s);
+    if let Some(a) = &meta.analysis {
+        let _ = writeln!(s, "{}\n", a.trim());
+    }
+    s
 }
 
 /// Short flow-count label: 1k, 100k, 1M, 10M.
@@ -555,6 +730,29 @@ pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> S
                     h.p50_us, h.p99_us, h.p999_us
                 ))
         );
+        if meta.testpmd_runs.len() > 1 {
+            let range = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                (v[0], v[v.len() - 1])
+            };
+            let (lo, hi) = range(&mut meta.testpmd_runs.iter().map(|b| b.mpps).collect());
+            let half: Vec<String> = meta
+                .testpmd_half_runs
+                .iter()
+                .map(|h| format!("{:.0}", h.p99_us))
+                .collect();
+            let _ = writeln!(
+                s,
+                "The baseline ran {} times, spread over the run (first, between the scenarios, \
+                 last); the figures above and every ratio use the median run. Its rate went \
+                 from {lo:.2} to {hi:.2} Mpps ({:.0} % apart) and its half-rate p99 was {} µs: \
+                 that is how much this machine's link itself drifts, and the margin any one \
+                 figure below carries.\n",
+                meta.testpmd_runs.len(),
+                (hi / lo - 1.0) * 100.0,
+                half.join(" / ")
+            );
+        }
     }
     let _ = writeln!(
         s,
@@ -609,6 +807,7 @@ pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> S
         }
         let _ = writeln!(s);
     }
+    s.push_str(&targets(meta, rows));
     let _ = writeln!(s, "## Per scenario details\n");
     let _ = writeln!(
         s,
@@ -933,5 +1132,66 @@ mod tests {
         assert!(s.contains("- date: x"));
         assert!(s.contains("| a |"));
         assert!(s.contains("d\\|e"));
+    }
+
+    #[test]
+    fn targets_say_what_was_reached_and_by_how_much_not() {
+        let row = |mode: &str, flows: u32, ratio: f64, p99: f64, bpf: f64| Row {
+            scenario: format!("{mode}-{}", flows_label(flows)),
+            mode: mode.into(),
+            flows,
+            ratio: Some(ratio),
+            p99_us_50pct: Some(p99),
+            bytes_per_flow: Some(bpf),
+            ..Row::default()
+        };
+        let rows = vec![
+            row("dr", 100_000, 0.99, 50.0, 70.0),
+            row("dr", 1_000_000, 0.97, 72.0, 61.5),
+            row("nat", 1_000_000, 0.60, 140.0, 63.0),
+            row("nat", 10_000_000, 0.10, 900.0, 62.0),
+        ];
+        let mut meta = Meta {
+            testpmd_half: Some(crate::result::Blast {
+                p99_us: 70.0,
+                ..Default::default()
+            }),
+            before: Some(Before {
+                commit: "abc".into(),
+                measured: "then".into(),
+                pipeline_established_1m_ns: Some(854.0),
+                ratio: [("nat".to_owned(), 0.3)].into_iter().collect(),
+                ..Before::default()
+            }),
+            analysis: Some("Because.".into()),
+            ..Meta::default()
+        };
+        meta.pipeline
+            .insert("dr_established_burst/1000000".into(), 80.0);
+        meta.pipeline.insert("nat_new_connection/syn".into(), 149.0);
+        meta.pipeline.insert("dr_new_connection/syn".into(), 120.0);
+        let t = targets(&meta, &rows);
+        // At 1M (not 10M, not 100k): dr reached, nat short by 0.35.
+        assert!(
+            t.contains("| dr Mpps ≥ 0.95 × testpmd's, 1M flows | – | 0.97 | yes | – |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| nat Mpps ≥ 0.95 × testpmd's, 1M flows | 0.30 | 0.60 | **no** | 0.35 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("dr p99 at 50 %") && t.contains("| 72 (testpmd 70) | yes |"),
+            "{t}"
+        );
+        assert!(t.contains("| 140 (testpmd 70) | **no** | 65 µs |"), "{t}");
+        assert!(t.contains("| 854 | 80.0 | **no** | 40.0 ns |"), "{t}");
+        assert!(t.contains("(slowest: nat) | – | 149.0 | yes | – |"), "{t}");
+        // Memory: the largest at ≥ 1M flows (63), not the 100k row's 70.
+        assert!(t.contains("| – | 63.0 | yes | – |"), "{t}");
+        assert!(
+            t.contains("Before: commit `abc`, then") && t.ends_with("Because.\n\n"),
+            "{t}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! or `dpdk-testpmd` in io-forward mode), follows the generator's progress, stops the peer and
 //! collects what both printed; then it runs the pipeline benchmarks and writes the reports.
 //!
-//! Steps: the testpmd baseline; an idle director with the smallest flow table (the memory
+//! Steps: the testpmd baseline (repeated: first, between the scenarios, last); an idle director with the smallest flow table (the memory
 //! baseline); every (mode, flows) scenario; the criterion pipeline benchmarks. Everything a
 //! step leaves is under `OUT/raw/` (profiles, logs, the generator's JSON).
 
@@ -60,6 +60,8 @@ pub struct RunConfig {
     pub bench: bool,
     /// Run the testpmd baseline.
     pub testpmd: bool,
+    /// How many times (spread over the run; the ratios use the median).
+    pub testpmd_runs: u32,
     /// `cargo` to run the benchmarks with.
     pub cargo: String,
     /// `dpdk-testpmd`.
@@ -476,24 +478,36 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
         .iter()
         .flat_map(|&m| cfg.flows.iter().map(move |&f| (m, f)))
         .collect();
-    let steps = scenarios.len() + 1 + usize::from(cfg.testpmd) + usize::from(cfg.bench);
+    let testpmd_runs = if cfg.testpmd {
+        cfg.testpmd_runs.max(1) as usize
+    } else {
+        0
+    };
+    // Before which scenario each baseline run goes (scenarios.len() = after the last).
+    let baseline_at = baseline_positions(testpmd_runs, scenarios.len());
+    let steps = scenarios.len() + 1 + testpmd_runs + usize::from(cfg.bench);
     let mut progress = Progress::new(steps);
     let max_flows = cfg.flows.iter().copied().max().unwrap_or(100_000);
     let mut ok = true;
 
-    // 1. The link's own limit.
-    let mut testpmd_mpps = None;
-    let mut testpmd_secs = 0.0;
-    if cfg.testpmd {
-        progress.start("testpmd");
+    // 1. The link's own limit, measured again between the scenarios and at the end.
+    let mut baselines: Vec<Baseline> = Vec::new();
+    let mut baseline = |progress: &mut Progress, meta: &mut Meta, ok: &mut bool| {
+        let k = baselines.len() + 1;
+        let name = if testpmd_runs > 1 {
+            format!("testpmd-{k}")
+        } else {
+            "testpmd".into()
+        };
+        progress.start(&name);
         let args = common_gen_args(cfg, Mode::Testpmd, max_flows.min(1_000_000), 0);
         let step = run_step(
             cfg,
-            "testpmd",
+            &name,
             &args,
             Peer::Testpmd,
             Duration::from_secs(90),
-            &mut progress,
+            progress,
         );
         match step.result.as_ref().and_then(|r| r.sat.clone()) {
             Some(sat) if step.errors.is_empty() && sat.mpps > 0.0 => {
@@ -504,18 +518,27 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
                         sat.mpps, sat.peak_mpps, sat.p99_us
                     ),
                 );
-                testpmd_mpps = Some(sat.mpps);
-                meta.testpmd = Some(sat);
-                meta.testpmd_half = step.result.as_ref().and_then(|r| r.half.clone());
-                testpmd_secs = step.secs;
+                baselines.push(Baseline {
+                    sat,
+                    half: step.result.as_ref().and_then(|r| r.half.clone()),
+                    secs: step.secs,
+                });
+                let (sat, half) = median_baseline(&baselines);
+                meta.testpmd = sat.map(|b| b.sat.clone());
+                meta.testpmd_half = half.and_then(|b| b.half.clone());
+                meta.testpmd_runs = baselines.iter().map(|b| b.sat.clone()).collect();
+                meta.testpmd_half_runs = baselines.iter().filter_map(|b| b.half.clone()).collect();
             }
             _ => {
                 let why = step.errors.join("; ");
                 progress.finish(false, &format!("testpmd baseline failed: {why}"));
-                meta.failures.push(format!("testpmd baseline: {why}"));
-                ok = false;
+                meta.failures.push(format!("{name} baseline: {why}"));
+                *ok = false;
             }
         }
+    };
+    for _ in baseline_at.iter().filter(|&&p| p == 0) {
+        baseline(&mut progress, &mut meta, &mut ok);
     }
 
     // 2. An idle director with the smallest table: the memory baseline.
@@ -552,7 +575,13 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
 
     // 3. The scenarios.
     let mut outcomes = Vec::new();
-    for &(mode, flows) in &scenarios {
+    for (i, &(mode, flows)) in scenarios.iter().enumerate() {
+        if i > 0 {
+            for _ in baseline_at.iter().filter(|&&p| p == i) {
+                baseline(&mut progress, &mut meta, &mut ok);
+            }
+        }
+        let testpmd_mpps = meta.testpmd.as_ref().map(|t| t.mpps);
         let name = format!("{mode}-{}", report::flows_label(flows));
         progress.start(&name);
         let capacity = cfg.capacity(flows);
@@ -606,6 +635,14 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
         outcomes.push(outcome);
     }
 
+    if !scenarios.is_empty() {
+        for _ in baseline_at.iter().filter(|&&p| p == scenarios.len()) {
+            baseline(&mut progress, &mut meta, &mut ok);
+        }
+    }
+    let testpmd_secs = baselines.iter().map(|b| b.secs).sum::<f64>();
+    let testpmd_mpps = meta.testpmd.as_ref().map(|t| t.mpps);
+
     // 4. The pipeline's own cost.
     if cfg.bench {
         progress.start("pipeline-bench");
@@ -652,10 +689,63 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
         rows.push(report::row(o, testpmd_mpps, tiny, &meta.pipeline));
     }
     meta.idle_mem = tiny;
+    let (before, analysis) = before_and_analysis(&cfg.repo);
+    meta.before = before;
+    meta.analysis = analysis;
     meta.secs = t0.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(shm_path());
     let _ = std::fs::remove_dir(&cfg.run_dir);
     (rows, meta, ok)
+}
+
+/// `perf/before.json` and `perf/ANALYSIS.md` of the repository, when present (a malformed
+/// `before.json` is reported and left out).
+pub fn before_and_analysis(repo: &Path) -> (Option<report::Before>, Option<String>) {
+    let before = std::fs::read_to_string(repo.join("perf/before.json"))
+        .ok()
+        .and_then(|t| match serde_json::from_str(&t) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("rvs-perf-run: perf/before.json: {e}");
+                None
+            }
+        });
+    let analysis = std::fs::read_to_string(repo.join("perf/ANALYSIS.md")).ok();
+    (before, analysis)
+}
+
+/// One testpmd baseline run.
+#[derive(Debug, Clone)]
+struct Baseline {
+    sat: crate::result::Blast,
+    half: Option<crate::result::Blast>,
+    secs: f64,
+}
+
+/// Before which scenario (0-based; `scenarios` = after the last) each of `runs` baseline runs
+/// goes: the first before everything, the last after everything, the others evenly between.
+fn baseline_positions(runs: usize, scenarios: usize) -> Vec<usize> {
+    match runs {
+        0 => Vec::new(),
+        1 => vec![0],
+        _ => (0..runs)
+            .map(|k| (k * scenarios).div_ceil(runs - 1))
+            .collect(),
+    }
+}
+
+/// The baseline run of median saturation rate, and the one of median half-rate p99 (the lower
+/// middle one for an even count).
+fn median_baseline(runs: &[Baseline]) -> (Option<&Baseline>, Option<&Baseline>) {
+    let median_by = |key: &dyn Fn(&Baseline) -> Option<f64>| {
+        let mut v: Vec<(f64, &Baseline)> = runs.iter().filter_map(|b| Some((key(b)?, b))).collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v.get(v.len().saturating_sub(1) / 2).map(|x| x.1)
+    };
+    (
+        median_by(&|b| Some(b.sat.mpps)),
+        median_by(&|b| b.half.as_ref().map(|h| h.p99_us)),
+    )
 }
 
 /// Runs the criterion pipeline benchmarks for the configured modes and flow counts and reads
@@ -671,6 +761,9 @@ fn run_bench(cfg: &RunConfig, progress: &mut Progress) -> Result<BTreeMap<String
             let _ = std::fs::remove_dir_all(crit.join(format!("{m}_{g}")));
         }
     }
+    for g in ["dr_established_burst", "dr_new_connection_burst"] {
+        let _ = std::fs::remove_dir_all(crit.join(g));
+    }
     let flows: Vec<String> = cfg.flows.iter().map(u32::to_string).collect();
     let log = cfg.raw().join("pipeline-bench.log");
     let mut child = Command::new(&cfg.cargo)
@@ -682,6 +775,8 @@ fn run_bench(cfg: &RunConfig, progress: &mut Progress) -> Result<BTreeMap<String
             "rvs-perf",
             "--bench",
             "pipeline",
+            "--bench",
+            "burst",
             "--",
             "--warm-up-time",
             "1",
@@ -743,6 +838,16 @@ fn run_bench(cfg: &RunConfig, progress: &mut Progress) -> Result<BTreeMap<String
         if let Some(v) = read_estimate(&crit.join(format!("{m}_new_connection/syn"))) {
             out.insert(format!("{m}_new_connection/syn"), v);
         }
+    }
+    // The worker loop's own path: `process_burst`, 32 frames at a time (DR).
+    for f in &cfg.flows {
+        let name = format!("dr_established_burst/{f}");
+        if let Some(v) = read_estimate(&crit.join(&name)) {
+            out.insert(name, v);
+        }
+    }
+    if let Some(v) = read_estimate(&crit.join("dr_new_connection_burst/syn")) {
+        out.insert("dr_new_connection_burst/syn".into(), v);
     }
     if out.is_empty() {
         return Err(format!("no estimates under {}", crit.display()));
@@ -823,6 +928,7 @@ mod tests {
             worker_lcore: 1,
             bench: false,
             testpmd: false,
+            testpmd_runs: 1,
             cargo: "cargo".into(),
             testpmd_bin: "dpdk-testpmd".into(),
             run_dir: "/run/rvs-perf".into(),
@@ -893,5 +999,51 @@ mod tests {
         assert!(s.contains("--mode fnat"));
         assert!(s.contains("--flows 1000"));
         assert!(s.contains("--fresh 5"));
+    }
+
+    #[test]
+    fn baselines_go_first_between_and_last() {
+        assert_eq!(baseline_positions(3, 16), vec![0, 8, 16]);
+        assert_eq!(baseline_positions(3, 4), vec![0, 2, 4]);
+        assert_eq!(baseline_positions(1, 16), vec![0]);
+        assert_eq!(baseline_positions(2, 5), vec![0, 5]);
+        assert_eq!(baseline_positions(0, 5), Vec::<usize>::new());
+        // Without scenarios every run is at 0, and each one still runs (the caller loops).
+        assert_eq!(baseline_positions(3, 0), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn the_median_run_is_chosen_per_figure() {
+        use crate::result::Blast;
+        let run = |mpps: f64, p99: Option<f64>| Baseline {
+            sat: Blast {
+                mpps,
+                ..Blast::default()
+            },
+            half: p99.map(|p| Blast {
+                p99_us: p,
+                ..Blast::default()
+            }),
+            secs: 1.0,
+        };
+        let runs = [
+            run(9.0, Some(70.0)),
+            run(8.0, Some(200.0)),
+            run(10.0, Some(60.0)),
+        ];
+        let (sat, half) = median_baseline(&runs);
+        assert_eq!(sat.unwrap().sat.mpps, 9.0);
+        assert_eq!(half.unwrap().half.as_ref().unwrap().p99_us, 70.0);
+        // Even count: the lower middle; a run without a half-rate phase is left out there.
+        let runs = [
+            run(9.0, None),
+            run(8.0, Some(50.0)),
+            run(7.0, Some(40.0)),
+            run(6.0, None),
+        ];
+        let (sat, half) = median_baseline(&runs);
+        assert_eq!(sat.unwrap().sat.mpps, 7.0);
+        assert_eq!(half.unwrap().half.as_ref().unwrap().p99_us, 40.0);
+        assert!(median_baseline(&[]).0.is_none());
     }
 }

@@ -40,6 +40,7 @@ fn every_mode_end_to_end_over_memif() {
         worker_lcore: 1,
         bench: false,
         testpmd: true,
+        testpmd_runs: 2,
         cargo: "cargo".into(),
         testpmd_bin: "dpdk-testpmd".into(),
         run_dir: tmp.join("run"),
@@ -52,6 +53,9 @@ fn every_mode_end_to_end_over_memif() {
         meta.testpmd.as_ref().is_some_and(|t| t.mpps > 0.0),
         "testpmd baseline"
     );
+    assert_eq!(meta.testpmd_runs.len(), 2, "a baseline first and last");
+    assert!(report.contains("The baseline ran 2 times"), "{report}");
+    assert!(report.contains("## Targets, before and after"), "{report}");
     assert!(meta.idle_mem.is_some(), "idle director memory");
     assert_eq!(rows.len(), 5, "testpmd + four modes");
     for r in rows.iter().filter(|r| r.mode != "testpmd") {

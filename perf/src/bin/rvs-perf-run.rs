@@ -63,6 +63,11 @@ struct Cli {
     /// Skip the testpmd baseline.
     #[arg(long)]
     no_testpmd: bool,
+    /// testpmd baseline runs, spread over the run (first, evenly between scenarios, last);
+    /// the ratios use their median. This machine's link rate drifts by 10-20 % from minute
+    /// to minute, so one run would make the ratios as noisy as the drift.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    testpmd_runs: u32,
     /// Output directory.
     #[arg(long, default_value = "perf/out")]
     out: PathBuf,
@@ -89,8 +94,12 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.report_only {
-        return match runner::load(&cli.out).and_then(|(rows, meta)| {
-            runner::render(&cli.out, &rows, &meta).map_err(|e| e.to_string())
+        return match runner::load(&cli.out).and_then(|(rows, mut meta)| {
+            // The before figures and the analysis are the repository's current ones.
+            let (before, analysis) = runner::before_and_analysis(&cli.repo);
+            meta.before = before.or(meta.before);
+            meta.analysis = analysis.or(meta.analysis);
+            runner::write_outputs(&cli.out, &rows, &meta).map_err(|e| e.to_string())
         }) {
             Ok(()) => {
                 eprintln!(
@@ -148,6 +157,7 @@ fn main() -> ExitCode {
         worker_lcore: cli.worker_lcore,
         bench: !cli.no_bench,
         testpmd: !cli.no_testpmd,
+        testpmd_runs: cli.testpmd_runs,
         cargo: cli.cargo.clone(),
         testpmd_bin: cli.testpmd.clone(),
         run_dir: cli.run_dir.clone(),
