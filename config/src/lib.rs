@@ -61,15 +61,16 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use locate::LineMap;
 pub use model::{
-    Control, DEFAULT_FLOWS_PER_WORKER, DEFAULT_HTTP_PATH, DEFAULT_HTTP_STATUS, DEFAULT_LISTEN,
-    DEFAULT_PERSISTENCE_TIMEOUT, DEFAULT_SHM, Dataplane, Forward, FwmarkRule, HealthCheck,
-    HealthCheckKind, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, OnFailure, Persistence, Port, Profile,
-    Protocol, Route, SchedFlag, Scheduler, Server, Service, ServiceKey, Timeouts, Tunnel,
-    TunnelKind,
+    Control, DEFAULT_DESCRIPTORS, DEFAULT_FLOWS_PER_WORKER, DEFAULT_HTTP_PATH, DEFAULT_HTTP_STATUS,
+    DEFAULT_LISTEN, DEFAULT_PERSISTENCE_TIMEOUT, DEFAULT_SHM, Dataplane, Forward, FwmarkRule,
+    HealthCheck, HealthCheckKind, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, OnFailure, Persistence,
+    Port, Profile, Protocol, Route, SchedFlag, Scheduler, Server, Service, ServiceKey, Timeouts,
+    Tunnel, TunnelKind,
 };
 pub use net::{Ipv4Prefix, PortRange};
 pub use validate::{
-    MAX_FLOWS_PER_WORKER, MAX_LCORE, MAX_MTU, MAX_PORT_NAME, MIN_FLOWS_PER_WORKER, MIN_MTU,
+    MAX_DESCRIPTORS, MAX_FLOWS_PER_WORKER, MAX_LCORE, MAX_MTU, MAX_PORT_NAME, MIN_DESCRIPTORS,
+    MIN_FLOWS_PER_WORKER, MIN_MTU,
 };
 
 impl Profile {

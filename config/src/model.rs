@@ -106,6 +106,31 @@ pub struct Port {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub mtu: Option<u16>,
+    /// Descriptors of each rx queue (for `net_af_xdp`: the AF_XDP socket's rx ring), a power
+    /// of two in 64..=16384; [`DEFAULT_DESCRIPTORS`] when absent. Boot-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 16384))]
+    pub rx_descriptors: Option<u16>,
+    /// Descriptors of each tx queue, a power of two in 64..=16384; [`DEFAULT_DESCRIPTORS`]
+    /// when absent. Boot-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 16384))]
+    pub tx_descriptors: Option<u16>,
+}
+
+/// Descriptors per rx or tx queue when `rx_descriptors` / `tx_descriptors` is absent.
+pub const DEFAULT_DESCRIPTORS: u16 = 1024;
+
+impl Port {
+    /// Descriptors per rx queue: `rx_descriptors` or [`DEFAULT_DESCRIPTORS`].
+    pub fn rx_descriptors(&self) -> u16 {
+        self.rx_descriptors.unwrap_or(DEFAULT_DESCRIPTORS)
+    }
+
+    /// Descriptors per tx queue: `tx_descriptors` or [`DEFAULT_DESCRIPTORS`].
+    pub fn tx_descriptors(&self) -> u16 {
+        self.tx_descriptors.unwrap_or(DEFAULT_DESCRIPTORS)
+    }
 }
 
 /// One entry of `routes:`.

@@ -28,6 +28,10 @@ pub const MAX_FLOWS_PER_WORKER: u32 = 1 << 28;
 pub const MIN_MTU: u16 = 68;
 /// Largest MTU (jumbo frames).
 pub const MAX_MTU: u16 = 9600;
+/// Fewest descriptors per rx or tx queue (`rx_descriptors`, `tx_descriptors`).
+pub const MIN_DESCRIPTORS: u16 = 64;
+/// Most descriptors per rx or tx queue.
+pub const MAX_DESCRIPTORS: u16 = 16384;
 /// Longest port name: IFNAMSIZ - 1, so the name can also name the kernel exception interface.
 pub const MAX_PORT_NAME: usize = 15;
 
@@ -310,8 +314,26 @@ fn ports(ports: &[Port]) -> Check {
                 u32::from(MAX_MTU),
             )?;
         }
+        descriptors(&at, "rx_descriptors", port.rx_descriptors)?;
+        descriptors(&at, "tx_descriptors", port.tx_descriptors)?;
     }
     Ok(())
+}
+
+/// A port's ring size: a power of two in `MIN_DESCRIPTORS..=MAX_DESCRIPTORS` (DPDK PMDs and
+/// AF_XDP rings want powers of two).
+fn descriptors(at: &str, key: &str, n: Option<u16>) -> Check {
+    match n {
+        Some(n) if !(n.is_power_of_two() && (MIN_DESCRIPTORS..=MAX_DESCRIPTORS).contains(&n)) => {
+            fail(
+                format!("{at}.{key}"),
+                format!(
+                    "{key} {n} must be a power of two between {MIN_DESCRIPTORS} and {MAX_DESCRIPTORS}"
+                ),
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 fn port_address(path: &str, a: Ipv4Prefix) -> Check {

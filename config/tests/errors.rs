@@ -511,6 +511,54 @@ fn mtu_out_of_range() {
     }
 }
 
+#[test]
+fn descriptors_not_a_power_of_two_in_range() {
+    for key in ["rx_descriptors", "tx_descriptors"] {
+        for bad in [0, 32, 100, 1000, 32768] {
+            let text = format!(
+                "dataplane: {{ main_lcore: 0, workers: [1] }}\nports:\n  - name: dp0\n    device: net_ring0\n    addresses: [10.0.0.10/24]\n    {key}: {bad} # <-\n"
+            );
+            check(
+                &text,
+                &format!("ports[0].{key}"),
+                &format!("{key} {bad} must be a power of two between 64 and 16384"),
+            );
+        }
+    }
+    // The second port's key, in flow style, is named by its index and line.
+    let text = format!(
+        "{BASE}  - {{ name: dp1, device: net_ring1, addresses: [10.0.1.10/24], rx_descriptors: 4096, tx_descriptors: 3000 }} # <-\n"
+    );
+    check(
+        &text,
+        "ports[1].tx_descriptors",
+        "tx_descriptors 3000 must be a power of two",
+    );
+    // Beyond u16 the type itself refuses it.
+    let text = format!(
+        "{BASE}  - {{ name: dp1, device: net_ring1, addresses: [10.0.1.10/24], rx_descriptors: 65536 }} # <-\n"
+    );
+    check(&text, "ports[1].rx_descriptors", "65536");
+}
+
+#[test]
+fn descriptors_in_range_are_accepted() {
+    for good in [64, 128, 1024, 4096, 16384] {
+        let text = format!(
+            "dataplane: {{ main_lcore: 0, workers: [1] }}\nports:\n  - name: dp0\n    device: net_ring0\n    addresses: [10.0.0.10/24]\n    rx_descriptors: {good}\n    tx_descriptors: {good}\n"
+        );
+        let p = Profile::parse(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.ports[0].rx_descriptors, Some(good));
+        assert_eq!(p.ports[0].tx_descriptors(), good);
+    }
+    let p = Profile::parse(BASE, "test.yaml").unwrap();
+    assert_eq!(p.ports[0].rx_descriptors, None);
+    assert_eq!(
+        (p.ports[0].rx_descriptors(), p.ports[0].tx_descriptors()),
+        (rvs_config::DEFAULT_DESCRIPTORS, 1024)
+    );
+}
+
 // ---------------------------------------------------------------- routes
 
 #[test]

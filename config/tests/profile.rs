@@ -34,6 +34,12 @@ fn example_profile_parses() {
     );
     assert_eq!(p.ports[0].mtu, Some(1500));
     assert_eq!(p.ports[1].mtu, None);
+    assert_eq!(p.ports[0].rx_descriptors, Some(4096));
+    assert_eq!(p.ports[0].tx_descriptors, Some(1024));
+    assert_eq!(
+        (p.ports[1].rx_descriptors(), p.ports[1].tx_descriptors()),
+        (1024, 1024)
+    );
 
     assert_eq!(p.routes[0].prefix.to_string(), "0.0.0.0/0");
     assert_eq!(p.routes[0].via, Ipv4Addr::new(10, 0, 0, 1));
@@ -203,6 +209,8 @@ fn built_profile_round_trips() {
             device: "0000:00:08.0".into(),
             addresses: vec!["192.0.2.1/24".parse().unwrap()],
             mtu: Some(9000),
+            rx_descriptors: Some(16384),
+            tx_descriptors: Some(64),
         }],
         routes: vec![Route {
             prefix: "0.0.0.0/0".parse().unwrap(),
@@ -298,6 +306,8 @@ proptest! {
         name in "[a-zA-Z0-9_-]{1,15}",
         device in "[ -~]{1,24}",
         mtu in prop::option::of(68u16..=9600),
+        rx_desc in prop::option::of((6u32..=14).prop_map(|b| 1u16 << b)),
+        tx_desc in prop::option::of((6u32..=14).prop_map(|b| 1u16 << b)),
         tcp in 1u32..=2_147_483,
         sched in scheduler(),
         weights in prop::collection::vec(0u32..=65535, 4),
@@ -316,6 +326,8 @@ proptest! {
         prop_assume!(!device.trim().is_empty() && device != p.ports[1].device);
         p.ports[0].device = device;
         p.ports[0].mtu = mtu;
+        p.ports[0].rx_descriptors = rx_desc;
+        p.ports[1].tx_descriptors = tx_desc;
         p.timeouts.tcp = tcp;
         let web = &mut p.services[0];
         web.scheduler = sched;

@@ -84,15 +84,7 @@ fn main() -> ExitCode {
                 );
             }
             for p in &stats.ports {
-                println!(
-                    "port {}: ipackets {} opackets {} imissed {} ierrors {} oerrors {}",
-                    p.name,
-                    p.stats.ipackets,
-                    p.stats.opackets,
-                    p.stats.imissed,
-                    p.stats.ierrors,
-                    p.stats.oerrors
-                );
+                println!("{}", p.summary());
             }
             ExitCode::SUCCESS
         }

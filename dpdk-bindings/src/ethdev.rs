@@ -11,6 +11,7 @@ use crate::error::{Error, Result, check};
 use crate::mbuf::MbufBurst;
 use crate::mempool::Mempool;
 use crate::sys;
+use crate::xdp::{self, XdpSocket, XdpStats};
 
 /// An ethdev port id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,6 +157,9 @@ pub struct PortStats {
     pub oerrors: u64,
     /// Rx mbuf allocation failures.
     pub rx_nombuf: u64,
+    /// The kernel's statistics of the port's AF_XDP sockets (`net_af_xdp` ports only; `None`
+    /// for other drivers). `rx_ring_full` is what DPDK 22.11 counts nowhere.
+    pub xdp: Option<XdpStats>,
 }
 
 /// A probed ethdev port. Dropping it stops and closes the device.
@@ -166,6 +170,10 @@ pub struct Port {
     started: bool,
     rx_taken: Vec<bool>,
     tx_taken: Vec<bool>,
+    /// The kernel interface of a `net_af_xdp` device (its devargs' `iface=`).
+    xdp_iface: Option<String>,
+    /// The AF_XDP sockets the PMD created while the port's queues were set up.
+    xdp_sockets: Vec<XdpSocket>,
 }
 
 /// The device name DPDK registers for devargs: the part before the first comma
@@ -180,8 +188,12 @@ impl Port {
     /// start-up, `--vdev` arguments) are looked up by name instead.
     pub fn probe(devargs: &str) -> Result<Port> {
         let name = device_name(devargs);
+        let with_iface = |mut p: Port| {
+            p.xdp_iface = xdp::af_xdp_iface(devargs).map(str::to_owned);
+            p
+        };
         if let Some(id) = Self::lookup(name) {
-            return Ok(Self::owned(id, name));
+            return Ok(with_iface(Self::owned(id, name)));
         }
         let c = CString::new(devargs)
             .map_err(|_| Error::with_errno(format!("devargs {devargs:?}"), 22))?;
@@ -191,7 +203,7 @@ impl Port {
             return Err(Error::from_code(format!("rte_dev_probe({devargs})"), rc));
         }
         Self::lookup(name)
-            .map(|id| Self::owned(id, name))
+            .map(|id| with_iface(Self::owned(id, name)))
             .ok_or_else(|| {
                 Error::with_errno(
                     format!("device {name} probed but no ethdev port has that name"),
@@ -208,6 +220,8 @@ impl Port {
             started: false,
             rx_taken: Vec::new(),
             tx_taken: Vec::new(),
+            xdp_iface: None,
+            xdp_sockets: Vec::new(),
         }
     }
 
@@ -258,6 +272,24 @@ impl Port {
         &self.name
     }
 
+    /// The kernel interface of a `net_af_xdp` port (`iface=` of its devargs), if any.
+    pub fn xdp_iface(&self) -> Option<&str> {
+        self.xdp_iface.as_deref()
+    }
+
+    /// The AF_XDP sockets found for this port when it was set up (one per rx queue on a started
+    /// `net_af_xdp` port, none otherwise); [`Port::stats`] sums their kernel statistics.
+    pub fn xdp_sockets(&self) -> &[XdpSocket] {
+        &self.xdp_sockets
+    }
+
+    /// The kernel's statistics of the port's AF_XDP sockets; `None` unless this is a started
+    /// `net_af_xdp` port whose sockets were found. A system call per socket: not for the hot
+    /// path.
+    pub fn xdp_stats(&self) -> Option<XdpStats> {
+        xdp::sum_stats(&self.xdp_sockets)
+    }
+
     /// Device capabilities.
     pub fn info(&self) -> Result<DevInfo> {
         let mut info = sys::rte_eth_dev_info::default();
@@ -290,6 +322,14 @@ impl Port {
     pub fn configure_and_start(&mut self, conf: &PortConf, pool: &Mempool) -> Result<()> {
         let info = self.info()?;
         let name = self.name.clone();
+        // The af_xdp PMD creates one AF_XDP socket per rx queue in rte_eth_rx_queue_setup; the
+        // sockets that appear until the port runs are this port's (see `xdp`).
+        let af_xdp = info.driver.starts_with("net_af_xdp");
+        let xsk_before = if af_xdp {
+            xdp::xdp_sockets()
+        } else {
+            Vec::new()
+        };
         if conf.rx_queues > info.max_rx_queues || conf.tx_queues > info.max_tx_queues {
             return Err(Error::with_errno(
                 format!(
@@ -359,6 +399,9 @@ impl Port {
         let rc = unsafe { sys::rte_eth_dev_start(self.id.0) };
         check(|| format!("rte_eth_dev_start({name})"), rc)?;
         self.started = true;
+        if af_xdp {
+            self.xdp_sockets = xdp::new_sockets(&xsk_before, &xdp::xdp_sockets());
+        }
         self.rx_taken = vec![false; conf.rx_queues as usize];
         self.tx_taken = vec![false; conf.tx_queues as usize];
         Ok(())
@@ -425,6 +468,7 @@ impl Port {
             ierrors: s.ierrors,
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
+            xdp: self.xdp_stats(),
         })
     }
 

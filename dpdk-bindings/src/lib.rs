@@ -31,6 +31,7 @@ mod flow;
 mod mbuf;
 mod mempool;
 mod ring;
+mod xdp;
 
 pub use eal::{Eal, EalExit, LcoreId, lcore_id, rdtsc, tsc_hz};
 pub use error::{Error, Result};
@@ -42,3 +43,7 @@ pub use flow::{FlowProto, FlowRule};
 pub use mbuf::{BURST, Mbuf, MbufBurst};
 pub use mempool::Mempool;
 pub use ring::{Ring, RingFlags, RingItem};
+pub use xdp::{
+    AF_XDP_FILL_BUFFERS, XdpSocket, XdpStats, af_xdp_iface, is_af_xdp, new_sockets, socket_stats,
+    sum_stats, xdp_sockets,
+};

@@ -128,6 +128,8 @@ fn eal_mempool_ring_and_ring_port() {
     let stats = port.stats().expect("stats");
     assert_eq!(stats.ipackets, 40);
     assert_eq!(stats.opackets, 40);
+    assert_eq!(stats.xdp, None, "no AF_XDP statistics on a net_ring port");
+    assert!(port.xdp_sockets().is_empty() && port.xdp_iface().is_none());
 
     // Boxed messages through a ring.
     let msgs: Ring<Box<u64>> = Ring::new("test_msgs", 4, None).expect("ring");

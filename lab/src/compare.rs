@@ -200,7 +200,8 @@ pub struct Record {
     /// Packets dropped at the input of the lab's interfaces during the load (rx `dropped` of
     /// every interface: frames a veth could not hand to its peer's backlog, and with af_xdp
     /// the frames the XDP program could not put on a full AF_XDP ring, which DPDK 22.11's
-    /// `imissed` does not count).
+    /// `imissed` does not count; RVS's own count of those is `xdp_rx_ring_full` in its exit
+    /// summary, see `director_counters`).
     pub link_drops: Option<u64>,
     /// Packets dropped at the kernel's per-CPU input backlog (`/proc/net/softnet_stat`, whole
     /// machine) during the load.
@@ -221,7 +222,8 @@ pub struct Record {
     pub client_cpu: u32,
     /// CPU of the director (when pinned; RVS's worker lcore in any case).
     pub director_cpu: u32,
-    /// The director's own counters after its run (RVS: the exit summary; nftables: the rule
+    /// The director's own counters after its run (RVS: the exit summary, whose `port` lines
+    /// carry `xdp_rx_ring_full` and `xdp_fill_empty` on af_xdp ports; nftables: the rule
     /// counter).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub director_counters: Vec<String>,

@@ -17,6 +17,18 @@ pub use dr::{BIG_LEN, DrLab, LabProfile, RealServer};
 pub use nat::{NatLab, RS_PORT};
 pub use netns::{Lab, LabError, check_root, require_tools};
 
+/// A counter of port `port` from `rvs-dataplane`'s exit summary (`port ext: ipackets 10 …
+/// imissed 0 … xdp_rx_ring_full 3 xdp_fill_empty 0`); `None` when there is no line for the
+/// port or the line lacks the counter (the `xdp_*` ones are on `net_af_xdp` ports only).
+pub fn port_counter(summary: &str, port: &str, name: &str) -> Option<u64> {
+    let line = summary
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("port {port}: ")))?;
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == name)?;
+    words.next()?.parse().ok()
+}
+
 /// A counter from `rvs-dataplane`'s exit summary (`worker lcore N: … connections 12, …`),
 /// summed over every worker line. Panics naming the counter if a worker line lacks it or if
 /// there is no worker line.

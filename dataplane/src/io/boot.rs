@@ -311,6 +311,17 @@ pub struct FinalStats {
     pub ports: Vec<PortStatsLine>,
 }
 
+/// Mbufs one rx queue of port `p` holds: its ring, or for `net_af_xdp` at least the buffers
+/// the PMD puts on the fill ring at set-up (`AF_XDP_FILL_BUFFERS`, whatever the ring size).
+fn rx_held(p: &rvs_config::Port) -> u32 {
+    let ring = u32::from(p.rx_descriptors());
+    if dpdk::is_af_xdp(&p.device) {
+        ring.max(u32::from(dpdk::AF_XDP_FILL_BUFFERS))
+    } else {
+        ring
+    }
+}
+
 fn run_with_eal(
     eal: &Eal,
     profile: &Profile,
@@ -320,10 +331,15 @@ fn run_with_eal(
     let dp = &profile.dataplane;
     let nworkers = dp.workers.len() as u16;
     let nports = profile.ports.len() as u32;
-    let rx_desc = 1024u32;
-    let tx_desc = 1024u32;
     let cache = 256u32;
-    let need = nports * u32::from(nworkers) * (rx_desc + tx_desc + 2 * dpdk::BURST as u32)
+    let need = profile
+        .ports
+        .iter()
+        .map(|p| {
+            u32::from(nworkers)
+                * (rx_held(p) + u32::from(p.tx_descriptors()) + 2 * dpdk::BURST as u32)
+        })
+        .sum::<u32>()
         + (u32::from(nworkers) + 1) * cache
         + 1024 * nports;
     let pool_size = (need + 1).next_power_of_two() - 1;
@@ -346,8 +362,8 @@ fn run_with_eal(
         let conf = PortConf {
             rx_queues: nworkers,
             tx_queues: nworkers,
-            rx_desc: rx_desc as u16,
-            tx_desc: tx_desc as u16,
+            rx_desc: p.rx_descriptors(),
+            tx_desc: p.tx_descriptors(),
             rss: true,
             mtu: p.mtu,
             promiscuous: false,
@@ -356,11 +372,20 @@ fn run_with_eal(
         let mac = MacAddr(port.mac().map_err(err)?);
         let info = port.info().map_err(err)?;
         let link = port.link().map_err(err)?;
+        let af_xdp = info.driver.starts_with("net_af_xdp");
         tracing::info!(
             port = %p.name, device = %p.device, driver = %info.driver, %mac,
             link_up = link.up, speed_mbps = link.speed_mbps, queues = nworkers,
+            rx_descriptors = conf.rx_desc, tx_descriptors = conf.tx_desc,
+            xdp_sockets = af_xdp.then_some(port.xdp_sockets().len()),
             "port started"
         );
+        if af_xdp && port.xdp_sockets().is_empty() {
+            tracing::warn!(
+                port = %p.name,
+                "no AF_XDP socket of this port found: its xdp_* counters (rx ring full) are not reported"
+            );
+        }
         macs.push(mac);
         ports.push(port);
     }

@@ -304,6 +304,27 @@ pub struct PortStatsLine {
     pub stats: PortStats,
 }
 
+impl PortStatsLine {
+    /// The exit summary's line for the port (`rvs-compare` collects it): `port NAME: ipackets N
+    /// opackets N imissed N ierrors N oerrors N`, then on a `net_af_xdp` port the AF_XDP
+    /// socket counters DPDK 22.11 leaves out of `imissed`: `xdp_rx_ring_full N xdp_fill_empty
+    /// N`.
+    pub fn summary(&self) -> String {
+        let s = &self.stats;
+        let mut line = format!(
+            "port {}: ipackets {} opackets {} imissed {} ierrors {} oerrors {}",
+            self.name, s.ipackets, s.opackets, s.imissed, s.ierrors, s.oerrors
+        );
+        if let Some(x) = s.xdp {
+            line.push_str(&format!(
+                " xdp_rx_ring_full {} xdp_fill_empty {}",
+                x.rx_ring_full, x.rx_fill_ring_empty_descs
+            ));
+        }
+        line
+    }
+}
+
 /// The main lcore's loop.
 #[derive(Debug)]
 pub struct MainLoop<'a> {
@@ -466,11 +487,15 @@ impl<'a> MainLoop<'a> {
                 }
                 for p in ports {
                     if let Ok(s) = p.stats() {
+                        // The AF_XDP socket counters appear on net_af_xdp ports only (None
+                        // leaves the field out).
                         tracing::info!(
                             port = p.name(),
                             ipackets = s.ipackets,
                             opackets = s.opackets,
                             imissed = s.imissed,
+                            xdp_rx_ring_full = s.xdp.map(|x| x.rx_ring_full),
+                            xdp_fill_empty = s.xdp.map(|x| x.rx_fill_ring_empty_descs),
                             "port counters"
                         );
                     }
@@ -478,5 +503,41 @@ impl<'a> MainLoop<'a> {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dpdk::XdpStats;
+
+    #[test]
+    fn port_summary_adds_xdp_counters_when_known() {
+        let mut line = PortStatsLine {
+            name: "ext".into(),
+            stats: PortStats {
+                ipackets: 10,
+                opackets: 9,
+                imissed: 2,
+                ierrors: 1,
+                oerrors: 3,
+                ..PortStats::default()
+            },
+        };
+        assert_eq!(
+            line.summary(),
+            "port ext: ipackets 10 opackets 9 imissed 2 ierrors 1 oerrors 3"
+        );
+        line.stats.xdp = Some(XdpStats {
+            rx_ring_full: 102_000,
+            rx_fill_ring_empty_descs: 7,
+            rx_dropped: 2,
+            sockets: 1,
+            ..XdpStats::default()
+        });
+        assert_eq!(
+            line.summary(),
+            "port ext: ipackets 10 opackets 9 imissed 2 ierrors 1 oerrors 3 xdp_rx_ring_full 102000 xdp_fill_empty 7"
+        );
     }
 }
