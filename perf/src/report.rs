@@ -94,6 +94,10 @@ pub struct Row {
     /// The director's drop counters at exit, by reason.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub director_drops: BTreeMap<String, u64>,
+    /// `mpps` of every pass over the matrix, in run order; the row's figures are the pass of
+    /// median `mpps` (see [`merge_passes`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mpps_runs: Vec<f64>,
     /// Wall time of the scenario, seconds.
     pub secs: f64,
 }
@@ -394,6 +398,39 @@ pub struct ScenarioOutcome {
     pub director: DirectorExit,
     /// Wall time.
     pub secs: f64,
+}
+
+/// One row for a scenario run several times (passes over the matrix, spread over the run):
+/// the figures of the pass of median `mpps` (the lower middle for an even count; passes
+/// without a rate count as lowest), with every pass's rate in `mpps_runs`. Mismatches add up
+/// over the passes, and the row is ok only if every pass was; every pass's errors are kept.
+pub fn merge_passes(passes: Vec<Row>) -> Option<Row> {
+    let mut order: Vec<usize> = (0..passes.len()).collect();
+    order.sort_by(|&a, &b| {
+        let key = |i: usize| passes[i].mpps.unwrap_or(f64::NEG_INFINITY);
+        key(a).total_cmp(&key(b))
+    });
+    let pick = *order.get(passes.len().saturating_sub(1) / 2)?;
+    let mut r = passes[pick].clone();
+    if passes.len() > 1 {
+        r.mpps_runs = passes.iter().filter_map(|p| p.mpps).collect();
+        r.mismatches = passes.iter().map(|p| p.mismatches).sum();
+        r.ok = passes.iter().all(|p| p.ok);
+        r.secs = passes.iter().map(|p| p.secs).sum();
+        r.errors = passes
+            .iter()
+            .enumerate()
+            .flat_map(|(k, p)| p.errors.iter().map(move |e| format!("pass {}: {e}", k + 1)))
+            .collect();
+        for p in &passes {
+            for (kind, n) in &p.mismatch_kinds {
+                if !std::ptr::eq(p, &passes[pick]) {
+                    *r.mismatch_kinds.entry(kind.clone()).or_default() += n;
+                }
+            }
+        }
+    }
+    Some(r)
 }
 
 /// Builds a summary row.
@@ -811,11 +848,11 @@ pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> S
     let _ = writeln!(s, "## Per scenario details\n");
     let _ = writeln!(
         s,
-        "| scenario | opened | open s | tx Mpps | best 100 ms Mpps | Mpps at 50% | drops at 50% | conns done | table B/slot | touched B/flow | director drops | per server |"
+        "| scenario | Mpps of each pass | opened | open s | tx Mpps | best 100 ms Mpps | Mpps at 50% | drops at 50% | conns done | table B/slot | touched B/flow | director drops | per server |"
     );
     let _ = writeln!(
         s,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     );
     for r in rows.iter().filter(|r| r.mode != "testpmd") {
         let drops: Vec<String> = r
@@ -825,8 +862,17 @@ pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> S
             .collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.scenario,
+            if r.mpps_runs.is_empty() {
+                f(r.mpps, 2)
+            } else {
+                r.mpps_runs
+                    .iter()
+                    .map(|m| format!("{m:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            },
             r.opened.map_or("–".into(), |x| x.to_string()),
             f(r.open_secs, 1),
             f(r.tx_mpps, 2),
@@ -1193,5 +1239,45 @@ mod tests {
             t.contains("Before: commit `abc`, then") && t.ends_with("Because.\n\n"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn passes_merge_to_the_median_with_everything_wrong_kept() {
+        let pass = |mpps: Option<f64>, mism: u64, err: &[&str]| Row {
+            scenario: "dr-1M".into(),
+            mpps,
+            mpps_peak: mpps.map(|m| m + 1.0),
+            mismatches: mism,
+            ok: err.is_empty(),
+            errors: err.iter().map(|e| e.to_string()).collect(),
+            mismatch_kinds: if mism > 0 {
+                [("wrong_server".to_owned(), mism)].into_iter().collect()
+            } else {
+                BTreeMap::new()
+            },
+            secs: 1.0,
+            ..Row::default()
+        };
+        let r = merge_passes(vec![
+            pass(Some(5.0), 0, &[]),
+            pass(Some(3.0), 2, &["uneven"]),
+            pass(Some(7.0), 1, &[]),
+        ])
+        .unwrap();
+        // The median pass's figures, every rate, all mismatches, not ok.
+        assert_eq!(r.mpps, Some(5.0));
+        assert_eq!(r.mpps_peak, Some(6.0));
+        assert_eq!(r.mpps_runs, vec![5.0, 3.0, 7.0]);
+        assert_eq!(r.mismatches, 3);
+        assert_eq!(r.mismatch_kinds.get("wrong_server"), Some(&3));
+        assert!(!r.ok);
+        assert_eq!(r.errors, vec!["pass 2: uneven".to_owned()]);
+        assert_eq!(r.secs, 3.0);
+        // A pass without a rate sorts lowest; one pass is itself.
+        let r = merge_passes(vec![pass(None, 0, &["failed"]), pass(Some(4.0), 0, &[])]).unwrap();
+        assert_eq!(r.mpps, None);
+        let one = merge_passes(vec![pass(Some(2.0), 0, &[])]).unwrap();
+        assert!(one.mpps_runs.is_empty() && one.ok);
+        assert!(merge_passes(Vec::new()).is_none());
     }
 }

@@ -62,6 +62,8 @@ pub struct RunConfig {
     pub testpmd: bool,
     /// How many times (spread over the run; the ratios use the median).
     pub testpmd_runs: u32,
+    /// Passes over the whole matrix (each scenario's row is its pass of median Mpps).
+    pub passes: u32,
     /// `cargo` to run the benchmarks with.
     pub cargo: String,
     /// `dpdk-testpmd`.
@@ -473,10 +475,16 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
     ] {
         meta.options.insert(k.into(), v);
     }
-    let scenarios: Vec<(Mode, u32)> = cfg
+    let matrix: Vec<(Mode, u32)> = cfg
         .modes
         .iter()
         .flat_map(|&m| cfg.flows.iter().map(move |&f| (m, f)))
+        .collect();
+    // Every pass runs the whole matrix; a scenario's passes are minutes apart, so the
+    // machine's drift shows as their spread instead of deciding one figure.
+    let passes = cfg.passes.max(1) as usize;
+    let scenarios: Vec<(usize, Mode, u32)> = (0..passes)
+        .flat_map(|k| matrix.iter().map(move |&(m, f)| (k, m, f)))
         .collect();
     let testpmd_runs = if cfg.testpmd {
         cfg.testpmd_runs.max(1) as usize
@@ -575,14 +583,19 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
 
     // 3. The scenarios.
     let mut outcomes = Vec::new();
-    for (i, &(mode, flows)) in scenarios.iter().enumerate() {
+    for (i, &(pass, mode, flows)) in scenarios.iter().enumerate() {
         if i > 0 {
             for _ in baseline_at.iter().filter(|&&p| p == i) {
                 baseline(&mut progress, &mut meta, &mut ok);
             }
         }
         let testpmd_mpps = meta.testpmd.as_ref().map(|t| t.mpps);
-        let name = format!("{mode}-{}", report::flows_label(flows));
+        let scenario = format!("{mode}-{}", report::flows_label(flows));
+        let name = if passes > 1 {
+            format!("{scenario}.p{}", pass + 1)
+        } else {
+            scenario
+        };
         progress.start(&name);
         let capacity = cfg.capacity(flows);
         let fresh = if cfg.proto == Proto::Tcp {
@@ -685,8 +698,13 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
             ..Row::default()
         });
     }
-    for o in &outcomes {
-        rows.push(report::row(o, testpmd_mpps, tiny, &meta.pipeline));
+    for &(mode, flows) in &matrix {
+        let passes: Vec<Row> = outcomes
+            .iter()
+            .filter(|o| o.mode == mode.as_str() && o.flows == flows)
+            .map(|o| report::row(o, testpmd_mpps, tiny, &meta.pipeline))
+            .collect();
+        rows.extend(report::merge_passes(passes));
     }
     meta.idle_mem = tiny;
     let (before, analysis) = before_and_analysis(&cfg.repo);
@@ -929,6 +947,7 @@ mod tests {
             bench: false,
             testpmd: false,
             testpmd_runs: 1,
+            passes: 1,
             cargo: "cargo".into(),
             testpmd_bin: "dpdk-testpmd".into(),
             run_dir: "/run/rvs-perf".into(),

@@ -41,6 +41,7 @@ fn every_mode_end_to_end_over_memif() {
         bench: false,
         testpmd: true,
         testpmd_runs: 2,
+        passes: 1,
         cargo: "cargo".into(),
         testpmd_bin: "dpdk-testpmd".into(),
         run_dir: tmp.join("run"),

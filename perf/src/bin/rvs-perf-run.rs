@@ -68,6 +68,11 @@ struct Cli {
     /// to minute, so one run would make the ratios as noisy as the drift.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
     testpmd_runs: u32,
+    /// Passes over the whole matrix, minutes apart; each scenario's figures are its pass of
+    /// median Mpps, every pass's rate is kept (`mpps_runs`) and mismatches add up
+    /// (default 3; quick: 2).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
+    passes: Option<u32>,
     /// Output directory.
     #[arg(long, default_value = "perf/out")]
     out: PathBuf,
@@ -158,6 +163,7 @@ fn main() -> ExitCode {
         bench: !cli.no_bench,
         testpmd: !cli.no_testpmd,
         testpmd_runs: cli.testpmd_runs,
+        passes: cli.passes.unwrap_or(if cli.quick { 2 } else { 3 }),
         cargo: cli.cargo.clone(),
         testpmd_bin: cli.testpmd.clone(),
         run_dir: cli.run_dir.clone(),
