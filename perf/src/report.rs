@@ -26,6 +26,11 @@ pub struct Row {
     pub testpmd_mpps: Option<f64>,
     /// `mpps / testpmd_mpps`.
     pub ratio: Option<f64>,
+    /// The best 100 ms over testpmd's best 100 ms (the baseline run of median rate): the
+    /// ratio of what each reaches while the machine leaves it alone, robust to the host taking
+    /// a core away for part of a window (which the averages above are not).
+    #[serde(default)]
+    pub ratio_peak: Option<f64>,
     /// New connections per second (the whole exchange came back).
     pub cps: Option<f64>,
     /// Round-trip latency at saturation, µs.
@@ -213,19 +218,22 @@ pub fn targets(meta: &Meta, rows: &[Row]) -> String {
         let label = flows_label(at);
         for r in directors.iter().filter(|r| r.flows == at) {
             if let Some(ratio) = r.ratio {
+                // Reached only if both the window average and the best 100 ms are.
+                let worst = r.ratio_peak.map_or(ratio, |p| p.min(ratio));
                 let _ = writeln!(
                     s,
-                    "| {} Mpps ≥ 0.95 × testpmd's, {label} flows | {} | {:.2} | {} | {} |",
+                    "| {} Mpps ≥ 0.95 × testpmd's, {label} flows (average / best 100 ms) | {} | {:.2} / {} | {} | {} |",
                     r.mode,
                     b.ratio
                         .get(&r.mode)
                         .map_or("–".into(), |x| format!("{x:.2}")),
                     ratio,
-                    yes(ratio >= 0.95),
-                    if ratio >= 0.95 {
+                    r.ratio_peak.map_or("–".into(), |x| format!("{x:.2}")),
+                    yes(worst >= 0.95),
+                    if worst >= 0.95 {
                         "–".into()
                     } else {
-                        format!("{:.2}", 0.95 - ratio)
+                        format!("{:.2}", 0.95 - worst)
                     }
                 );
             }
@@ -793,7 +801,7 @@ pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> S
     }
     let _ = writeln!(
         s,
-        "| scenario | Mpps | ratio to testpmd | conn/s | p50 µs | p99 µs | p99.9 µs | p50/p99 µs at 50% | drops | bytes/flow | pipeline ns | mismatches |"
+        "| scenario | Mpps | ratio to testpmd (average / best 100 ms) | conn/s | p50 µs | p99 µs | p99.9 µs | p50/p99 µs at 50% | drops | bytes/flow | pipeline ns | mismatches |"
     );
     let _ = writeln!(
         s,
@@ -806,7 +814,11 @@ pub fn markdown(meta: &Meta, rows: &[Row], lab: Option<&serde_json::Value>) -> S
             r.scenario,
             if r.ok { "" } else { " ⚠" },
             f(r.mpps, 2),
-            r.ratio.map_or("–".into(), |x| format!("{:.0}%", x * 100.0)),
+            match (r.ratio, r.ratio_peak) {
+                (Some(a), Some(p)) => format!("{:.0}% / {:.0}%", a * 100.0, p * 100.0),
+                (Some(a), None) => format!("{:.0}%", a * 100.0),
+                _ => "–".into(),
+            },
             kilo(r.cps),
             f(r.p50_us, 1),
             f(r.p99_us, 1),
@@ -1194,7 +1206,11 @@ mod tests {
         let rows = vec![
             row("dr", 100_000, 0.99, 50.0, 70.0),
             row("dr", 1_000_000, 0.97, 72.0, 61.5),
-            row("nat", 1_000_000, 0.60, 140.0, 63.0),
+            Row {
+                // The best 100 ms is further off than the average: that one decides.
+                ratio_peak: Some(0.5),
+                ..row("nat", 1_000_000, 0.60, 140.0, 63.0)
+            },
             row("nat", 10_000_000, 0.10, 900.0, 62.0),
         ];
         let mut meta = Meta {
@@ -1219,11 +1235,11 @@ mod tests {
         let t = targets(&meta, &rows);
         // At 1M (not 10M, not 100k): dr reached, nat short by 0.35.
         assert!(
-            t.contains("| dr Mpps ≥ 0.95 × testpmd's, 1M flows | – | 0.97 | yes | – |"),
+            t.contains("| dr Mpps ≥ 0.95 × testpmd's, 1M flows (average / best 100 ms) | – | 0.97 / – | yes | – |"),
             "{t}"
         );
         assert!(
-            t.contains("| nat Mpps ≥ 0.95 × testpmd's, 1M flows | 0.30 | 0.60 | **no** | 0.35 |"),
+            t.contains("| nat Mpps ≥ 0.95 × testpmd's, 1M flows (average / best 100 ms) | 0.30 | 0.60 / 0.50 | **no** | 0.45 |"),
             "{t}"
         );
         assert!(

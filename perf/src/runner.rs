@@ -681,6 +681,7 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
             mpps: Some(t.mpps),
             testpmd_mpps: Some(t.mpps),
             ratio: Some(1.0),
+            ratio_peak: Some(1.0),
             p50_us: Some(t.p50_us),
             p99_us: Some(t.p99_us),
             p999_us: Some(t.p999_us),
@@ -705,6 +706,13 @@ pub fn run(cfg: &RunConfig) -> (Vec<Row>, Meta, bool) {
             .map(|o| report::row(o, testpmd_mpps, tiny, &meta.pipeline))
             .collect();
         rows.extend(report::merge_passes(passes));
+    }
+    let testpmd_peak = meta.testpmd.as_ref().map(|t| t.peak_mpps);
+    for r in rows.iter_mut().filter(|r| r.mode != "testpmd") {
+        r.ratio_peak = match (r.mpps_peak, testpmd_peak) {
+            (Some(m), Some(t)) if t > 0.0 => Some(m / t),
+            _ => None,
+        };
     }
     meta.idle_mem = tiny;
     let (before, analysis) = before_and_analysis(&cfg.repo);
