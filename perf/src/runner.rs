@@ -3,9 +3,10 @@
 //! or `dpdk-testpmd` in io-forward mode), follows the generator's progress, stops the peer and
 //! collects what both printed; then it runs the pipeline benchmarks and writes the reports.
 //!
-//! Steps: the testpmd baseline (repeated: first, between the scenarios, last); an idle director with the smallest flow table (the memory
-//! baseline); every (mode, flows) scenario; the criterion pipeline benchmarks. Everything a
-//! step leaves is under `OUT/raw/` (profiles, logs, the generator's JSON).
+//! Steps: the testpmd baseline (repeated: first, between the scenarios, last); an idle
+//! director with the smallest flow table (the memory baseline); every (mode, flows) scenario,
+//! in passes over the matrix; the criterion pipeline benchmarks. Everything a step leaves is
+//! under `OUT/raw/` (profiles, logs, the generator's JSON).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
