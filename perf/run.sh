@@ -23,9 +23,10 @@ fi
 cargo bench -q -p rvs-perf --bench pipeline --bench burst --no-run 2>/dev/null
 
 out=perf/out
+quick=
 prev=
 for a in "$@"; do
-  case "$a" in --out=*) out=${a#--out=} ;; esac
+  case "$a" in --out=*) out=${a#--out=} ;; --quick) quick=--quick ;; esac
   [ "$prev" = --out ] && out=$a
   prev=$a
 done
@@ -34,8 +35,8 @@ rc=0
 target/release/rvs-perf-run --out "$out" --cargo "$(command -v cargo)" "$@" || rc=$?
 
 if [ -x target/release/rvs-compare ] && [ "${RVS_PERF_NO_COMPARE:-0}" != 1 ]; then
-  echo "run.sh: namespace comparison (rvs-compare --out $out/lab.json)" >&2
-  if target/release/rvs-compare --out "$out/lab.json"; then
+  echo "run.sh: namespace comparison (rvs-compare $quick --out $out/lab.json)" >&2
+  if target/release/rvs-compare ${quick:+"$quick"} --out "$out/lab.json"; then
     target/release/rvs-perf-run --report-only --out "$out" || rc=1
   else
     echo "run.sh: rvs-compare failed" >&2
