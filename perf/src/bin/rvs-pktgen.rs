@@ -66,7 +66,9 @@ struct Cli {
     /// Seconds to wait for the link and the director's ARP.
     #[arg(long, default_value_t = 120.0)]
     ready_timeout: f64,
-    /// File holding the director's pid, for its memory figures.
+    /// File holding the director's pid, for its memory figures. With it, the generator prints
+    /// `progress finished` when it has measured everything and keeps its end of the link open
+    /// until that process has exited (at most 30 s): stop the director then.
     #[arg(long)]
     pidfile: Option<PathBuf>,
     /// Only wait until ready and read the director's memory (idle baseline).
