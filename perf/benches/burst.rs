@@ -12,7 +12,7 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rvs_dataplane::pipeline::{SliceFrame, Verdict, Worker};
 use rvs_dataplane::wire::tcp_flag;
-use rvs_perf::fixture::{PORT_MAC, frame, worker};
+use rvs_perf::fixture::{burst_of, env_list, frame, worker};
 
 /// Prints the connection table's memory (and how much of the process is on huge pages).
 fn report_memory(w: &Worker, flows: u32) {
@@ -39,12 +39,7 @@ fn established_burst(c: &mut Criterion) {
     let mut g = c.benchmark_group("dr_established_burst");
     g.throughput(Throughput::Elements(1));
     // `RVS_BENCH_FLOWS` (comma-separated) narrows the flow counts, as for `benches/pipeline.rs`.
-    let flows_list: Vec<u32> = std::env::var("RVS_BENCH_FLOWS")
-        .unwrap_or_else(|_| "1000,100000,1000000,10000000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    for flows in flows_list {
+    for flows in env_list::<u32>("RVS_BENCH_FLOWS", "1000,100000,1000000,10000000") {
         let mut w = worker(flows as usize);
         for i in 0..flows {
             let v = w.process(&mut SliceFrame::new(&mut frame(i, tcp_flag::SYN)), 0, 0);
@@ -64,13 +59,7 @@ fn established_burst(c: &mut Criterion) {
         let mut run = |w: &mut Worker, bursts: u64| {
             let start = Instant::now();
             for _ in 0..bursts {
-                let mut it = frames[at..at + BURST].iter_mut();
-                let mut bufs: [SliceFrame; BURST] = std::array::from_fn(|_| {
-                    let f = it.next().expect("a whole burst");
-                    // DR rewrote the destination MAC last time: address the director again.
-                    f[..6].copy_from_slice(&PORT_MAC.0);
-                    SliceFrame::new(f)
-                });
+                let mut bufs = burst_of(&mut frames[at..at + BURST]);
                 w.process_burst(&mut bufs, 0, 1, &mut verdicts);
                 at = if at + BURST == n { 0 } else { at + BURST };
             }
@@ -106,12 +95,7 @@ fn new_connections_burst(c: &mut Criterion) {
             let bursts = iters.div_ceil(BURST as u64);
             let start = Instant::now();
             for _ in 0..bursts {
-                let mut it = frames[at..at + BURST].iter_mut();
-                let mut bufs: [SliceFrame; BURST] = std::array::from_fn(|_| {
-                    let f = it.next().expect("a whole burst");
-                    f[..6].copy_from_slice(&PORT_MAC.0);
-                    SliceFrame::new(f)
-                });
+                let mut bufs = burst_of(&mut frames[at..at + BURST]);
                 w.process_burst(&mut bufs, 0, now, &mut verdicts);
                 at += BURST;
                 if at == n {

@@ -23,6 +23,7 @@ use rvs_config::Profile;
 use rvs_dataplane::pipeline::{PacketBuf, Verdict, Worker};
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::wire::{MacAddr, tcp_flag};
+use rvs_perf::fixture::env_list;
 use rvs_perf::packet::Template;
 use rvs_perf::plan::{Mode, Plan, ProfileOptions, Proto, StrideWalk, pow2_at_least};
 
@@ -75,14 +76,6 @@ impl PacketBuf for Frame {
     }
 }
 
-fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T> {
-    std::env::var(var)
-        .unwrap_or_else(|_| default.to_owned())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect()
-}
-
 fn modes() -> Vec<Mode> {
     std::env::var("RVS_BENCH_MODES")
         .unwrap_or_else(|_| "dr,tun,nat,fnat".into())
@@ -122,7 +115,7 @@ fn established(c: &mut Criterion) {
     for mode in modes() {
         let mut g = c.benchmark_group(format!("{mode}_established"));
         g.throughput(Throughput::Elements(1));
-        for flows in list::<u32>("RVS_BENCH_FLOWS", "1000,100000,1000000") {
+        for flows in env_list::<u32>("RVS_BENCH_FLOWS", "1000,100000,1000000") {
             let plan = Plan::new(mode, Proto::Tcp, flows, 0, 4);
             let mut w = worker(&plan, pow2_at_least(u64::from(flows)) as u32);
             let syn = Template::request(&plan, tcp_flag::SYN);

@@ -1,4 +1,5 @@
-//! The DR fixture the burst benchmark and the `hot` profiling example share: one service
+//! The DR fixture the burst benchmark and the `hot` profiling example share (and the
+//! benchmarks' environment lists): one service
 //! (rr over three on-link servers, MACs resolved) and 64-byte TCP frames from client `i`.
 
 use std::net::Ipv4Addr;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
 use rvs_config::Profile;
-use rvs_dataplane::pipeline::Worker;
+use rvs_dataplane::pipeline::{SliceFrame, Worker};
 use rvs_dataplane::snapshot::Snapshot;
 use rvs_dataplane::wire::{
     EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket, ether_type, ip_proto,
@@ -69,4 +70,26 @@ pub fn frame(i: u32, flags: u8) -> [u8; 64] {
     t.set_flags(flags);
     t.fill_checksum(src, VIP);
     f
+}
+
+/// `BURST` (32) consecutive frames of `frames`, each addressed to the director's port again
+/// (DR rewrote its destination MAC the last time it went through), as `process_burst` takes
+/// them.
+pub fn burst_of(frames: &mut [[u8; 64]]) -> [SliceFrame<'_>; 32] {
+    let mut it = frames.iter_mut();
+    std::array::from_fn(|_| {
+        let f = it.next().expect("a whole burst");
+        f[..6].copy_from_slice(&PORT_MAC.0);
+        SliceFrame::new(f)
+    })
+}
+
+/// The comma-separated list in environment variable `var` (`default` when unset), for the
+/// benchmarks' `RVS_BENCH_*` selections; entries that do not parse are left out.
+pub fn env_list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T> {
+    std::env::var(var)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }

@@ -207,7 +207,6 @@ pub fn targets(meta: &Meta, rows: &[Row]) -> String {
         s,
         "| target | before | this run | reached | short by |\n|---|---:|---:|---|---:|"
     );
-    let yes = |ok: bool| if ok { "yes" } else { "**no**" };
     // Throughput and latency at the largest flow count measured up to 1M (the target's).
     let directors: Vec<&Row> = rows
         .iter()
@@ -220,21 +219,21 @@ pub fn targets(meta: &Meta, rows: &[Row]) -> String {
             if let Some(ratio) = r.ratio {
                 // Reached only if both the window average and the best 100 ms are.
                 let worst = r.ratio_peak.map_or(ratio, |p| p.min(ratio));
-                let _ = writeln!(
-                    s,
-                    "| {} Mpps ≥ 0.95 × testpmd's, {label} flows (average / best 100 ms) | {} | {:.2} / {} | {} | {} |",
-                    r.mode,
-                    b.ratio
+                target_row(
+                    &mut s,
+                    &format!(
+                        "{} Mpps ≥ 0.95 × testpmd's, {label} flows (average / best 100 ms)",
+                        r.mode
+                    ),
+                    &b.ratio
                         .get(&r.mode)
                         .map_or("–".into(), |x| format!("{x:.2}")),
-                    ratio,
-                    r.ratio_peak.map_or("–".into(), |x| format!("{x:.2}")),
-                    yes(worst >= 0.95),
-                    if worst >= 0.95 {
-                        "–".into()
-                    } else {
-                        format!("{:.2}", 0.95 - worst)
-                    }
+                    &format!(
+                        "{ratio:.2} / {}",
+                        r.ratio_peak.map_or("–".into(), |x| format!("{x:.2}"))
+                    ),
+                    0.95 - worst,
+                    |x| format!("{x:.2}"),
                 );
             }
         }
@@ -245,33 +244,29 @@ pub fn targets(meta: &Meta, rows: &[Row]) -> String {
                     (Some(x), Some(y)) => format!("{x:.0} (testpmd {y:.0})"),
                     _ => "–".into(),
                 };
-                let over = p - t;
-                let _ = writeln!(
-                    s,
-                    "| {} p99 at 50 % ≤ testpmd's + 5 µs, {label} flows, µs | {before} | {p:.0} (testpmd {t:.0}) | {} | {} |",
-                    r.mode,
-                    yes(over <= 5.0),
-                    if over <= 5.0 {
-                        "–".into()
-                    } else {
-                        format!("{:.0} µs", over - 5.0)
-                    }
+                target_row(
+                    &mut s,
+                    &format!(
+                        "{} p99 at 50 % ≤ testpmd's + 5 µs, {label} flows, µs",
+                        r.mode
+                    ),
+                    &before,
+                    &format!("{p:.0} (testpmd {t:.0})"),
+                    p - t - 5.0,
+                    |x| format!("{x:.0} µs"),
                 );
             }
         }
     }
     let pipe = |k: &str| meta.pipeline.get(k).copied();
     if let Some(v) = pipe("dr_established_burst/1000000") {
-        let _ = writeln!(
-            s,
-            "| pipeline ≤ 40 ns per established packet, 1M flows (`process_burst`) | {} | {v:.1} | {} | {} |",
-            f(b.pipeline_established_1m_ns, 0),
-            yes(v <= 40.0),
-            if v <= 40.0 {
-                "–".into()
-            } else {
-                format!("{:.1} ns", v - 40.0)
-            }
+        target_row(
+            &mut s,
+            "pipeline ≤ 40 ns per established packet, 1M flows (`process_burst`)",
+            &f(b.pipeline_established_1m_ns, 0),
+            &format!("{v:.1}"),
+            v - 40.0,
+            |x| format!("{x:.1} ns"),
         );
     }
     let syn = ["dr", "tun", "nat", "fnat"]
@@ -280,16 +275,13 @@ pub fn targets(meta: &Meta, rows: &[Row]) -> String {
         .chain(pipe("dr_new_connection_burst/syn").map(|v| ("dr burst", v)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((m, v)) = syn {
-        let _ = writeln!(
-            s,
-            "| pipeline ≤ 150 ns per new connection (slowest: {m}) | {} | {v:.1} | {} | {} |",
-            f(b.pipeline_new_connection_ns, 0),
-            yes(v <= 150.0),
-            if v <= 150.0 {
-                "–".into()
-            } else {
-                format!("{:.1} ns", v - 150.0)
-            }
+        target_row(
+            &mut s,
+            &format!("pipeline ≤ 150 ns per new connection (slowest: {m})"),
+            &f(b.pipeline_new_connection_ns, 0),
+            &format!("{v:.1}"),
+            v - 150.0,
+            |x| format!("{x:.1} ns"),
         );
     }
     let mem = rows
@@ -298,16 +290,13 @@ pub fn targets(meta: &Meta, rows: &[Row]) -> String {
         .filter_map(|r| r.bytes_per_flow)
         .max_by(f64::total_cmp);
     if let Some(v) = mem {
-        let _ = writeln!(
-            s,
-            "| ≤ 64 B of memory per tracked flow (largest, ≥ 1M flows) | {} | {v:.1} | {} | {} |",
-            f(b.bytes_per_flow, 0),
-            yes(v <= 64.0),
-            if v <= 64.0 {
-                "–".into()
-            } else {
-                format!("{:.1} B", v - 64.0)
-            }
+        target_row(
+            &mut s,
+            "≤ 64 B of memory per tracked flow (largest, ≥ 1M flows)",
+            &f(b.bytes_per_flow, 0),
+            &format!("{v:.1}"),
+            v - 64.0,
+            |x| format!("{x:.1} B"),
         );
     }
     let _ = writeln!(s);
@@ -315,6 +304,24 @@ pub fn targets(meta: &Meta, rows: &[Row]) -> String {
         let _ = writeln!(s, "{}\n", a.trim());
     }
     s
+}
+
+/// One row of the targets table: `excess` is how far the figure is past its limit (reached
+/// when it is not positive), `short` formats it.
+fn target_row(
+    s: &mut String,
+    target: &str,
+    before: &str,
+    now: &str,
+    excess: f64,
+    short: impl Fn(f64) -> String,
+) {
+    let (reached, by) = if excess <= 0.0 {
+        ("yes", "–".to_owned())
+    } else {
+        ("**no**", short(excess))
+    };
+    let _ = writeln!(s, "| {target} | {before} | {now} | {reached} | {by} |");
 }
 
 /// Short flow-count label: 1k, 100k, 1M, 10M.
